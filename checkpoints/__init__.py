@@ -1,0 +1,1 @@
+"""Released pretrained weights: manifest and verified downloads."""

@@ -1,0 +1,1 @@
+"""Downstream fine-tuning of the pretrained 2D encoder (MoleculeNet, DTA, user data)."""
