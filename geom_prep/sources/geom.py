@@ -1,0 +1,151 @@
+"""GEOM ``rdkit_folder``: ``summary_<subset>.json`` (SMILES -> ``pickle_path``, ...) + pickles.
+
+Each pickle holds ``conformers``: dicts with ``rd_mol`` (explicit-H RDKit Mol, one conformer),
+``totalenergy`` (Hartree), ``boltzmannweight``, ... . Conformers are not guaranteed to be sorted,
+and some have a different heavy-atom graph than the molecule (dissociation, tautomers): those
+are dropped, counted and reported, and the molecule is kept if enough valid conformers remain.
+The molecule's own graph is that of its summary SMILES.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+from pathlib import Path
+
+import numpy as np
+from rdkit import Chem
+
+from graphmvp.data.store import HARTREE_TO_KCAL
+from geom_prep import reasons as R
+from geom_prep.config import PrepError
+from geom_prep.molecule import aligned_positions, bond_signature, build_molecule, conformer_order, graph_key
+from geom_prep.reasons import Skip
+from geom_prep.sources.base import SOURCES, Candidate, Source
+
+
+def find_summary(path: Path, subset: str) -> Path:
+    """The summary JSON for ``path``: the file itself, or ``summary_<subset>.json`` inside it
+    (or inside its ``rdkit_folder``)."""
+    if path.is_file():
+        return path
+    for folder in (path, path / "rdkit_folder"):
+        candidate = folder / f"summary_{subset}.json"
+        if candidate.is_file():
+            return candidate
+    raise PrepError(f"{path}: no summary_{subset}.json here or in {path / 'rdkit_folder'} (is this GEOM's rdkit_folder?)")
+
+
+@SOURCES.register("geom")
+class GeomSource(Source):
+    name = "geom"
+
+    def __init__(self, config, excluded=frozenset()):
+        super().__init__(config, excluded)
+        self.summary_path = find_summary(Path(config.input), config.geom_subset)
+        self.root = self.summary_path.parent
+
+    def candidates(self) -> list[Candidate]:
+        try:
+            with open(self.summary_path) as f:
+                summary = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise PrepError(f"{self.summary_path}: cannot read the GEOM summary ({e})") from None
+        if not isinstance(summary, dict):
+            raise PrepError(f"{self.summary_path}: expected a JSON object SMILES -> info")
+        out = []
+        for smiles, info in summary.items():
+            pickle_path = info.get("pickle_path", "") if isinstance(info, dict) else ""
+            out.append(Candidate(source_id=pickle_path or f"{self.summary_path.name}[{smiles}]", smiles=smiles, payload=pickle_path))
+        return out
+
+    def build(self, candidate: Candidate, index: int):
+        cfg = self.config
+        if not candidate.payload:
+            raise Skip(R.NO_PICKLE_PATH, f"summary entry {candidate.smiles} has no pickle_path")
+        mol = Chem.MolFromSmiles(candidate.smiles)
+        if mol is None:
+            raise Skip(R.UNPARSABLE_SMILES, candidate.smiles)
+        self.check_excluded(mol)
+        confs = self._load_conformers(self.root / candidate.payload)
+        n = len(confs)
+        if n < cfg.min_confs:
+            raise Skip(R.TOO_FEW_CONFORMERS, f"{n} conformers < --min-confs {cfg.min_confs}")
+        if n > cfg.max_confs:
+            raise Skip(R.TOO_MANY_CONFORMERS, f"{n} conformers > --max-confs {cfg.max_confs}")
+
+        energy = np.array([_number(c, "totalenergy") * HARTREE_TO_KCAL for c in confs])
+        weight = np.array([_number(c, "boltzmannweight") for c in confs])
+        needed = {"energy": (energy, "totalenergy"), "boltzmann": (weight, "boltzmannweight")}.get(cfg.select)
+        if needed is not None and np.isnan(needed[0]).any():
+            bad = int(np.flatnonzero(np.isnan(needed[0]))[0])
+            raise Skip(R.MISSING_ENERGY, f"conformer {bad} has no {needed[1]} (needed by --select {cfg.select})")
+
+        ref_key = graph_key(mol)
+        ref = ref_sig = None
+        kept, positions, drops = [], [], []
+        for idx in conformer_order(energy, weight, cfg.select):
+            idx = int(idx)
+            rd_mol = confs[idx].get("rd_mol") if isinstance(confs[idx], dict) else None
+            try:
+                if rd_mol is None or rd_mol.GetNumConformers() == 0:
+                    raise ValueError("no rd_mol with a conformer")
+                key = graph_key(rd_mol)
+            except Exception as e:  # RDKit sanitisation errors have many types
+                drops.append((R.CONFORMER_UNREADABLE, f"conformer {idx}: {e}"))
+                continue
+            if key != ref_key:
+                drops.append((R.CONFORMER_CHANGED_GRAPH, f"conformer {idx}: {key} != {ref_key}"))
+                continue
+            if ref is None:
+                ref, ref_sig = rd_mol, bond_signature(rd_mol)
+                pos = rd_mol.GetConformer().GetPositions()
+            else:
+                pos = aligned_positions(ref, ref_sig, rd_mol)
+                if pos is None:
+                    drops.append((R.CONFORMER_CHANGED_GRAPH, f"conformer {idx}: atoms cannot be matched to conformer {kept[0]}"))
+                    continue
+            kept.append(idx)
+            positions.append(pos)
+            if len(kept) == cfg.n_conf:
+                break
+        need = min(cfg.min_confs, cfg.n_conf)
+        if len(kept) < need:
+            why = "; ".join(d for _, d in drops[:3])
+            raise Skip(R.TOO_FEW_VALID_CONFORMERS, f"{len(kept)} valid of {n} conformers, need {need} ({why})")
+        molecule = build_molecule(
+            ref,
+            np.stack(positions),
+            energy[kept],
+            weight[kept],
+            np.array(kept),
+            cfg.hydrogens,
+            smiles=Chem.MolToSmiles(mol),
+            source_id=candidate.source_id,
+            candidate_index=index,
+        )
+        return molecule, drops
+
+    @staticmethod
+    def _load_conformers(path: Path) -> list:
+        if not path.is_file():
+            raise Skip(R.MISSING_PICKLE, str(path))
+        try:
+            with open(path, "rb") as f:
+                data = pickle.load(f)
+        except Exception as e:  # truncated or corrupt pickles raise many different errors
+            raise Skip(R.UNREADABLE_PICKLE, f"{path}: {type(e).__name__}: {e}") from None
+        confs = data.get("conformers") if isinstance(data, dict) else None
+        if not confs:
+            raise Skip(R.NO_CONFORMERS, str(path))
+        return list(confs)
+
+
+def _number(conf, key: str) -> float:
+    value = conf.get(key) if isinstance(conf, dict) else None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return value
