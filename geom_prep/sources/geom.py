@@ -20,7 +20,7 @@ from rdkit import Chem
 from graphmvp.data.store import HARTREE_TO_KCAL
 from geom_prep import reasons as R
 from geom_prep.config import PrepError
-from geom_prep.molecule import aligned_positions, bond_signature, build_molecule, conformer_order, graph_key
+from geom_prep.molecule import build_molecule, conformer_order, graph_key, graph_signature, matched_positions
 from geom_prep.reasons import Skip
 from geom_prep.sources.base import SOURCES, Candidate, Source
 
@@ -91,18 +91,21 @@ class GeomSource(Source):
             try:
                 if rd_mol is None or rd_mol.GetNumConformers() == 0:
                     raise ValueError("no rd_mol with a conformer")
-                key = graph_key(rd_mol)
+                sig = graph_signature(rd_mol)
+                same_as_ref = ref_sig is not None and sig == ref_sig
+                key = ref_key if same_as_ref else graph_key(rd_mol)
             except Exception as e:  # RDKit sanitisation errors have many types
                 drops.append((R.CONFORMER_UNREADABLE, f"conformer {idx}: {e}"))
                 continue
             if key != ref_key:
                 drops.append((R.CONFORMER_CHANGED_GRAPH, f"conformer {idx}: {key} != {ref_key}"))
                 continue
-            if ref is None:
-                ref, ref_sig = rd_mol, bond_signature(rd_mol)
+            if ref is None or same_as_ref:
+                if ref is None:
+                    ref, ref_sig = rd_mol, sig
                 pos = rd_mol.GetConformer().GetPositions()
             else:
-                pos = aligned_positions(ref, ref_sig, rd_mol)
+                pos = matched_positions(ref, rd_mol)
                 if pos is None:
                     drops.append((R.CONFORMER_CHANGED_GRAPH, f"conformer {idx}: atoms cannot be matched to conformer {kept[0]}"))
                     continue
