@@ -1,0 +1,152 @@
+"""The 3D encoder: SchNet (schnetpack 2.0.4) with GraphMVP's per-atom output head.
+
+GraphMVP's SchNet: hidden size 300, 128 filters, 6 interaction blocks, 51 Gaussians on [0, 10] A,
+cosine cutoff at 10 A, shifted softplus; then per atom Linear(300, 300) - ssp - Linear(300, 300).
+The molecule vector is the mean over atoms (``graph_readout(g, h, "mean")``), not done here.
+
+The interaction blocks are ``schnetpack.representation.SchNet``, whose layers match the original
+SchNet (filter network Linear(n_rbf, F) - ssp - Linear(F, F) scaled by the cosine cutoff,
+bias-free atom-to-filter Linear, sum over neighbours, Linear(F, D) - ssp - Linear(D, D), residual).
+
+Radial basis: ``schnetpack.nn.GaussianRBF(51, 10.0)`` puts centres at ``linspace(0, 10, 51)``
+(spacing 0.2 A) with width = spacing, so ``exp(-0.5 / 0.2**2 * (d - mu)**2)`` has coefficient
+-12.5, the value of the upstream ``GaussianSmearing`` (-0.5 / spacing**2). Checked in the tests.
+
+Atom embedding: schnetpack's table treats row 0 as padding (kept at zero), so it is fed the TRUE
+atomic numbers ``Z`` (1..119), not the type index Z - 1 used by the 2D graph; upstream's table is
+indexed by Z - 1. Either way each element has its own learnable row. The table has ``max_z = 120``
+rows so every element of the 2D featuriser (Z <= 119) is accepted.
+
+Input (3D graph contract): ``g.ndata['Z']`` int64 [N], ``g.ndata['pos']`` float32 [N, 3] in
+Angstrom; an edge ``src = j -> dst = i`` for each neighbour ``j`` of atom ``i`` (see
+:func:`graphmvp.data.neighbors.radius_neighbors`). Hence schnetpack's ``idx_i = dst``,
+``idx_j = src`` and ``Rij = pos[j] - pos[i]``. Pairs at distance >= cutoff get a zero cutoff
+weight, so they contribute nothing even if present.
+
+``schnetpack`` (slow to import) is imported when a ``SchNetEncoder`` is built.
+"""
+
+from __future__ import annotations
+
+import math
+
+import dgl
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import graphmvp  # noqa: F401  (sets DGLBACKEND before dgl is used)
+from graphmvp.models.registry import ENCODERS
+
+MAX_Z = 120  # atomic numbers 1..119 (row 0 = schnetpack's padding row)
+_LOG2 = math.log(2.0)
+
+
+class ShiftedSoftplus(nn.Module):
+    """``ssp(x) = softplus(x) - log 2`` (zero at x = 0), SchNet's activation. Any shape."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.softplus(x) - _LOG2
+
+
+@ENCODERS.register("schnet")
+class SchNetEncoder(nn.Module):
+    """SchNet node encoder over the 3D graph.
+
+    Args:
+        hidden: atom representation size D (300 = the GIN size in GraphMVP).
+        n_filters: continuous-filter size F.
+        n_interactions: number of interaction blocks.
+        n_gaussians: number of Gaussian radial basis functions on [0, cutoff].
+        cutoff: cosine cutoff radius (Angstrom).
+        max_z: rows of the atom embedding (accepts Z in 1..max_z - 1).
+
+    Forward:
+        g: DGLGraph (possibly batched) with ``ndata['Z']`` int64 [N], ``ndata['pos']`` float [N, 3],
+            edges src = neighbour j -> dst = centre i.
+        returns float [N, D] atom representations (after the output head).
+    """
+
+    def __init__(
+        self,
+        hidden: int = 300,
+        n_filters: int = 128,
+        n_interactions: int = 6,
+        n_gaussians: int = 51,
+        cutoff: float = 10.0,
+        max_z: int = MAX_Z,
+    ):
+        super().__init__()
+        for name, value in (
+            ("hidden", hidden),
+            ("n_filters", n_filters),
+            ("n_interactions", n_interactions),
+            ("max_z", max_z),
+        ):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if int(n_gaussians) < 2:
+            raise ValueError(f"n_gaussians must be >= 2, got {n_gaussians!r}")
+        if not float(cutoff) > 0.0:
+            raise ValueError(f"cutoff must be > 0, got {cutoff!r}")
+
+        from schnetpack.nn import CosineCutoff, GaussianRBF
+        from schnetpack.representation import SchNet
+
+        self.hidden = int(hidden)
+        self.cutoff = float(cutoff)
+        self.max_z = int(max_z)
+        self.schnet = SchNet(
+            n_atom_basis=self.hidden,
+            n_interactions=int(n_interactions),
+            radial_basis=GaussianRBF(n_rbf=int(n_gaussians), cutoff=self.cutoff),
+            cutoff_fn=CosineCutoff(self.cutoff),
+            n_filters=int(n_filters),
+            max_z=self.max_z,
+        )
+        self.head = nn.Sequential(
+            nn.Linear(self.hidden, self.hidden),
+            ShiftedSoftplus(),
+            nn.Linear(self.hidden, self.hidden),
+        )
+        for layer in (self.head[0], self.head[2]):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+        import schnetpack.properties as props
+
+        self._keys = (props.Z, props.Rij, props.idx_i, props.idx_j)
+
+    @property
+    def embedding(self) -> nn.Embedding:
+        """The [max_z, D] atom-type embedding (indexed by atomic number)."""
+        return self.schnet.embedding
+
+    @property
+    def gaussian_coefficient(self) -> torch.Tensor:
+        """The [n_gaussians] exponent factors -0.5 / width**2 of the radial basis."""
+        widths = self.schnet.radial_basis.widths
+        return -0.5 / widths.pow(2)
+
+    def forward(self, g: dgl.DGLGraph) -> torch.Tensor:
+        for key in ("Z", "pos"):
+            if key not in g.ndata:
+                raise KeyError(f"SchNetEncoder needs g.ndata['{key}']")
+        z = g.ndata["Z"].long()
+        pos = g.ndata["pos"]
+        if pos.dim() != 2 or pos.shape[1] != 3:
+            raise ValueError(f"g.ndata['pos'] must have shape [N, 3], got {tuple(pos.shape)}")
+        if z.numel() and (int(z.min()) < 1 or int(z.max()) >= self.max_z):
+            raise ValueError(
+                f"atomic numbers must be in 1..{self.max_z - 1} (true Z, not Z - 1), "
+                f"got range {int(z.min())}..{int(z.max())}"
+            )
+        src, dst = g.edges()
+        r_ij = pos[src] - pos[dst]  # [E, 3] = pos[j] - pos[i]
+        key_z, key_rij, key_i, key_j = self._keys
+        inputs = {key_z: z, key_rij: r_ij, key_i: dst.long(), key_j: src.long()}
+        x = self.schnet(inputs)["scalar_representation"]  # [N, D]
+        return self.head(x)
+
+    def extra_repr(self) -> str:
+        return f"hidden={self.hidden}, cutoff={self.cutoff}, max_z={self.max_z}"
