@@ -11,8 +11,8 @@ SELECT_RULES = ("energy", "boltzmann", "file")
 HYDROGEN_MODES = ("keep", "drop")
 SOURCE_NAMES = ("geom", "smiles", "sdf")
 
-#: fields that change how a run is executed but not what it produces; they may differ between a
-#: killed run and its resumption, and between shards of one data set
+#: fields that change how a run is executed but not what it produces: shards of one data set may
+#: differ in them (a resumed run must keep the same chunk size, which the parts folder records)
 VOLATILE_FIELDS = ("workers", "output", "shard", "overwrite", "chunk_size")
 
 

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from rdkit import Chem
+from rdkit.rdBase import BlockLogs
 
 from geom_prep.config import PrepError
 from geom_prep.sources.smiles import find_smiles_column, is_smi_file, open_text, read_smiles_file
@@ -17,6 +18,7 @@ def _headerless_smiles(path: Path) -> list[str] | None:
     """Hu et al.'s ``processed/smiles.csv`` has one SMILES per line and no header."""
     with open_text(path) as f:
         first = f.readline().strip()
+        _quiet = BlockLogs()  # a header word is not a SMILES: no RDKit error on stderr
         if "," in first or Chem.MolFromSmiles(first) is None:
             return None
         return [first] + [line.strip() for line in f if line.strip()]

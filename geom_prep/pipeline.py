@@ -112,9 +112,15 @@ def _setup_logging(log_path: Path) -> logging.Handler:
     return handler
 
 
-def _prepare_parts(parts: Path, cfg: PrepConfig, chunk_size: int) -> None:
-    """Create the parts folder, or check that an existing one belongs to this same run."""
-    run = {"config": cfg.result_defining(), "shard": list(cfg.shard) if cfg.shard else None, "chunk_size": chunk_size}
+def _prepare_parts(parts: Path, cfg: PrepConfig, chunk_size: int, fingerprint: dict) -> None:
+    """Create the parts folder, or check that an existing one belongs to this same run (same
+    options, shard, chunking, and an unchanged input file)."""
+    run = {
+        "config": cfg.result_defining(),
+        "shard": list(cfg.shard) if cfg.shard else None,
+        "chunk_size": chunk_size,
+        "input": fingerprint,
+    }
     run_file = parts / RUN_FILE
     if run_file.is_file():
         old = json.loads(run_file.read_text())
@@ -123,6 +129,8 @@ def _prepare_parts(parts: Path, cfg: PrepConfig, chunk_size: int) -> None:
         if not cfg.overwrite:
             changed = sorted(k for k in set(old["config"]) | set(run["config"]) if old["config"].get(k) != run["config"].get(k))
             changed += [k for k in ("shard", "chunk_size") if old.get(k) != run[k]]
+            if old.get("input") != run["input"]:
+                changed.append(f"input file {run['input']['file']} changed")
             raise PrepError(
                 f"{parts} holds an unfinished run with different options ({', '.join(changed)}); "
                 "rerun that command to finish it, or pass --overwrite to discard it"
@@ -159,14 +167,14 @@ def assemble(
 ) -> tuple[dict, Path]:
     """Concatenate finished pieces into ``store`` (atomically) and write its report and config.
 
-    If no molecule survived, nothing is left at ``store`` and ``PrepError`` is raised (the report
-    is still written)."""
+    If no molecule survived a whole run (not a shard, which may legitimately hold none), nothing is
+    left at ``store`` and ``PrepError`` is raised (the report is still written)."""
     tmp_store = side_file(store, ".assembling")
     counts = concatenate_stores(inputs, tmp_store, cfg.to_dict(), command, n_candidates, max_molecules)
     with ConformerStore(tmp_store) as s:
         report = write_report(store, s.skipped())
     write_text_atomic(side_file(store, ".config.json"), cfg.to_json() + "\n")
-    if counts["kept"] == 0:
+    if counts["kept"] == 0 and not cfg.shard:
         tmp_store.unlink()
         top = ", ".join(f"{r} {n}" for r, n in sorted(counts["skipped"].items(), key=lambda kv: -kv[1])[:3])
         raise PrepError(f"no molecule of {counts['candidates']} could be prepared ({top}); see {report}")
@@ -212,7 +220,7 @@ def _prepare(cfg: PrepConfig, store: Path, command: list[str], t0: float) -> Pre
     log.info("%d candidates from %s; this run: positions %d..%d in %d chunks", len(candidates), cfg.input, first, last, len(chunks))
 
     parts = parts_dir(store)
-    _prepare_parts(parts, cfg, chunk_size)
+    _prepare_parts(parts, cfg, chunk_size, source.fingerprint())
     kept = {cid: _chunk_kept(chunk_path(parts, cid)) for cid, _, _ in chunks if chunk_path(parts, cid).is_file()}
     if kept:
         log.info("resuming: %d of %d chunks already done", len(kept), len(chunks))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rdkit import Chem
@@ -40,6 +41,14 @@ class Source:
 
     def candidates(self) -> list[Candidate]:
         raise NotImplementedError
+
+    def input_file(self) -> Path:
+        """The file whose change invalidates an unfinished run (checked on resume)."""
+        return Path(self.config.input)
+
+    def fingerprint(self) -> dict:
+        st = self.input_file().stat()
+        return {"file": str(self.input_file()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
 
     def build(self, candidate: Candidate, index: int) -> Molecule:
         """Build the molecule of ``candidate`` (its position in the run is ``index``)."""

@@ -46,6 +46,9 @@ class GeomSource(Source):
         self.summary_path = find_summary(Path(config.input), config.geom_subset)
         self.root = self.summary_path.parent
 
+    def input_file(self) -> Path:
+        return self.summary_path
+
     def candidates(self) -> list[Candidate]:
         try:
             with open(self.summary_path) as f:

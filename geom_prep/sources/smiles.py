@@ -13,7 +13,6 @@ import gzip
 import io
 from pathlib import Path
 
-import numpy as np
 from rdkit import Chem
 
 from geom_prep import reasons as R
@@ -83,8 +82,17 @@ def read_sdf_records(path: Path) -> list[tuple[int, str]]:
             text = f.read()
     except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as e:
         raise PrepError(f"{path}: cannot read ({e})") from None
-    blocks = [b for b in text.split("$$$$") if b.strip()]
-    return [(k, b.lstrip("\r\n")) for k, b in enumerate(blocks, start=1)]
+    records, lines = [], []
+    for line in text.splitlines(keepends=True):
+        if line.rstrip("\r\n") == "$$$$":
+            records.append("".join(lines))
+            lines = []
+        else:
+            lines.append(line)
+    if "".join(lines).strip():  # a last record without its $$$$ line
+        records.append("".join(lines))
+    # the first line of a record is its title, which may be empty: never strip it
+    return [(k, r) for k, r in enumerate(records, start=1) if r.strip()]
 
 
 class GeneratedConformerSource(Source):
@@ -94,17 +102,15 @@ class GeneratedConformerSource(Source):
         cfg = self.config
         self.check_excluded(mol)
         seed = (cfg.seed * 1_000_003 + index) % (2**31 - 1)
-        mol_h, energy = generate_conformers(mol, cfg.gen_confs, seed)
+        mol_h, generated, energy = generate_conformers(mol, cfg.gen_confs, seed)
         n = len(energy)
         if n < cfg.min_confs:
             raise Skip(R.TOO_FEW_CONFORMERS, f"{n} conformers embedded < --min-confs {cfg.min_confs}")
         weight = boltzmann_weights(energy)
         kept = conformer_order(energy, weight, cfg.select)[: cfg.n_conf]
-        confs = list(mol_h.GetConformers())
-        positions = np.stack([confs[int(i)].GetPositions() for i in kept])
         molecule = build_molecule(
             mol_h,
-            positions,
+            generated[kept],
             energy[kept],
             weight[kept],
             kept,
@@ -147,4 +153,10 @@ class SdfSource(GeneratedConformerSource):
         mol = Chem.MolFromMolBlock(candidate.payload, removeHs=False)
         if mol is None:
             raise Skip(R.UNPARSABLE_RECORD, f"RDKit cannot read record {candidate.source_id}")
-        return self.molecule_from_graph(Chem.RemoveHs(mol), candidate, index)
+        # Through canonical SMILES: stereo is kept (perceived from 3D coordinates when present),
+        # drawing artefacts such as wedge-derived bond directions are not, and the graph equals
+        # the one of the stored SMILES, as for SMILES input.
+        mol = Chem.MolFromSmiles(Chem.MolToSmiles(Chem.RemoveHs(mol)))
+        if mol is None:
+            raise Skip(R.UNPARSABLE_RECORD, f"record {candidate.source_id} has no valid SMILES form")
+        return self.molecule_from_graph(mol, candidate, index)

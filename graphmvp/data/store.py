@@ -141,6 +141,10 @@ class StoreSummary:
         lines.append(f"skipped          {sum(skipped.values())}")
         for reason, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"  {reason:<30} {n}")
+        dropped = self.counts.get("dropped_conformers", {})
+        lines.append(f"dropped confs    {sum(dropped.values())} (molecule kept with its other conformers)")
+        for reason, n in sorted(dropped.items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"  {reason:<30} {n}")
         return "\n".join(lines)
 
 
@@ -175,7 +179,10 @@ class ConformerStore:
     @property
     def h5(self) -> h5py.File:
         if self._h5 is None or self._pid != os.getpid():
-            self._h5 = h5py.File(self.path, "r")
+            try:
+                self._h5 = h5py.File(self.path, "r")
+            except OSError as e:
+                raise StoreFormatError(f"{self.path}: not an HDF5 file ({e})") from None
             self._pid = os.getpid()
         return self._h5
 
@@ -296,8 +303,9 @@ class ConformerStore:
     __getitem__ = molecule
 
     def molecules(self, start: int = 0, stop: int | None = None) -> list[Molecule]:
-        """Molecules ``start:stop``, read with one slice per dataset (faster than one by one)."""
-        stop = self._len if stop is None else min(stop, self._len)
+        """Molecules ``start:stop`` (Python slice rules), read with one slice per dataset (faster
+        than one by one)."""
+        start, stop, _ = slice(start, stop).indices(self._len)
         if start >= stop:
             return []
         f = self.h5

@@ -1,0 +1,53 @@
+"""Shared fixtures of the ``geom_prep`` tests (no torch here: these tests import only RDKit,
+h5py and numpy, so they stay fast)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``<repo>/../shared/data`` (real data kept outside the repository); skips when absent."""
+    path = REPO.parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"real data folder {path} is absent (tests on shared data need ../shared/data next to the repository)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def zinc_csv(shared_data) -> Path:
+    path = shared_data / "zinc_moses_train.csv.gz"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
+@pytest.fixture(scope="session")
+def geom_sample(shared_data) -> Path:
+    path = shared_data / "geom_sample" / "rdkit_folder"
+    if not (path / "summary_drugs.json").is_file():
+        pytest.skip(f"{path}/summary_drugs.json is absent")
+    return path
+
+
+def _run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "geom_prep.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def run_cli():
+    """Run ``graphmvp-prep`` as ``python -m geom_prep.cli ARGS`` with this interpreter."""
+    return _run_cli
