@@ -1,0 +1,164 @@
+"""``graphmvp-finetune``: fine-tune the 2D encoder and tabulate results.
+
+Examples::
+
+    graphmvp-finetune --task tox21 --init runs/graphmvp --seeds 0 1 2 --out runs/ft/tox21-graphmvp
+    graphmvp-finetune --task bbbp --seeds 0 1 2                       # no pretraining (baseline)
+    graphmvp-finetune --task freesolv --data-file freesolv.csv --init model_2d.pt
+    graphmvp-finetune --data-file my.csv --smiles-col smiles --label-cols a,b \\
+                      --task-type classification --split random
+    graphmvp-finetune --task davis --init runs/graphmvp --data-file DeepDTA/data/davis
+    graphmvp-finetune table runs/ft/*                                  # paper-style table
+    graphmvp-finetune tasks                                            # the registered tasks
+
+Every option that changes the numbers is recorded in OUT/config.json and OUT/summary.json.
+Exit codes: 0 done, 2 bad input (one line on stderr, before any training), 1 training failed
+(non-finite loss), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import NoReturn, Optional
+
+from finetune.errors import FinetuneError
+
+PROG = "graphmvp-finetune"
+COMMANDS = ("run", "table", "tasks")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    parts = text.replace(",", " ").split()
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected three numbers, e.g. 0.8,0.1,0.1") from None
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected three numbers, e.g. 0.8,0.1,0.1")
+    return values  # type: ignore[return-value]
+
+
+def build_run_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    bool_flag = argparse.BooleanOptionalAction
+    g = p.add_argument_group("data")
+    g.add_argument("--task", help="registered task (graphmvp-finetune tasks), e.g. tox21, freesolv, davis")
+    g.add_argument("--data-file", help="own data: CSV, CSV.gz or SDF (with --task: that task's file, read locally); "
+                                       "for davis/kiba: the DeepDTA data folder")
+    g.add_argument("--chem-dataset", help="Hu et al.'s unpacked chem_dataset folder (reads dataset/<task>/raw)")
+    g.add_argument("--data-url", action="append", default=[], dest="data_urls",
+                   help="URL to download the task's file from instead of the registry's (repeat for mirrors)")
+    g.add_argument("--smiles-col", help="SMILES column (own data)")
+    g.add_argument("--label-cols", help="comma-separated label columns (own data)")
+    g.add_argument("--task-type", choices=("classification", "regression"), help="own data: classification or regression")
+    g.add_argument("--hydrogens", choices=("drop", "keep"), default="drop",
+                   help="drop: graphs of the SMILES atoms (default, upstream); keep: explicit hydrogens added")
+    g.add_argument("--cache", action=bool_flag, default=True, dest="use_cache",
+                   help="cache the featurised data set in $GRAPHMVP_HOME/featurised (default on)")
+
+    g = p.add_argument_group("split")
+    g.add_argument("--split", help="scaffold (default), random_scaffold, balanced_scaffold, random, column")
+    g.add_argument("--split-col", help="column holding train/valid/test per row (implies --split column)")
+    g.add_argument("--split-fractions", type=_fractions, default=(0.8, 0.1, 0.1), help="train,valid,test (default 0.8,0.1,0.1)")
+    g.add_argument("--split-seed", type=int, help="seed of random splits (default: each run seed)")
+    g.add_argument("--dta-valid-fraction", type=float, default=0.2, help="DTA: part of the training folds for validation (0.2)")
+
+    g = p.add_argument_group("model")
+    g.add_argument("--init", help="pretraining run folder, encoder file (model_2d.pt) or released checkpoint name; "
+                                  "default: random initialisation (no pretraining)")
+    g.add_argument("--method", help="label of this run in tables (default: from --init)")
+    g.add_argument("--num-layers", type=int, help="GIN layers (default: the checkpoint's, 5 without --init)")
+    g.add_argument("--emb-dim", type=int, help="GIN width (default: the checkpoint's, 300 without --init)")
+    g.add_argument("--jk", help="jumping knowledge: last, concat, max, sum (default: the checkpoint's, last)")
+    g.add_argument("--pooling", help="mean, sum or max (default: the checkpoint's, mean)")
+    g.add_argument("--dropout", type=float, help="GIN dropout (default 0.5 classification, 0.2 regression/DTA)")
+    g.add_argument("--head", default="linear", help="linear (default) or mlp")
+    g.add_argument("--head-hidden", type=int, help="hidden width of the MLP head (default: the GIN width)")
+    g.add_argument("--protein-encoder", default="graphdta", help="DTA protein CNN: graphdta (default) or cnn")
+
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, help="default 100 (DTA 200)")
+    g.add_argument("--batch-size", type=int, help="default 256")
+    g.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3, DTA 5e-4)")
+    g.add_argument("--weight-decay", type=float, default=0.0, help="default 0")
+    g.add_argument("--encoder-lr-scale", type=float, default=1.0, help="encoder lr = lr x this (default 1)")
+    g.add_argument("--freeze-encoder", action="store_true", help="linear probe: train only the head")
+    g.add_argument("--standardize", action="store_true", help="regression: standardise targets with the training mean/std")
+
+    g = p.add_argument_group("run")
+    g.add_argument("--seeds", type=int, nargs="+", default=[0], help="run seeds (default 0); e.g. --seeds 0 1 2")
+    g.add_argument("--out", help="output folder (default runs/finetune/<task>-<init>)")
+    g.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    g.add_argument("--eval-train", action="store_true", help="also evaluate the training split every epoch")
+    g.add_argument("--save-model", action="store_true", help="write seed_<s>/best_model.pt")
+    g.add_argument("--progress", action=bool_flag, default=True, help="log one line per epoch (default on)")
+    return p
+
+
+def build_table_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=f"{PROG} table", description="Paper-style table (methods x tasks, mean(std) over seeds) of run folders.")
+    p.add_argument("runs", nargs="+", help="run folders (or folders holding run folders)")
+    p.add_argument("--epoch", choices=("best", "last"), default="best", help="test at the best-validation (default) or last epoch")
+    p.add_argument("--metric", help="another reported metric (e.g. mae, ci, pearson) instead of each task's primary one")
+    p.add_argument("--format", choices=("text", "markdown", "csv"), default="text")
+    return p
+
+
+def _run(argv: list[str]) -> int:
+    from finetune.config import FinetuneConfig
+    from finetune.trainer import NonFiniteLoss, finetune
+
+    args = build_run_parser().parse_args(argv)
+    fields = vars(args)
+    cfg = FinetuneConfig(**fields)
+    logging.basicConfig(level=logging.INFO if args.progress else logging.WARNING, format="%(message)s", stream=sys.stderr)
+    try:
+        summary = finetune(cfg, command=[PROG, *argv])
+    except NonFiniteLoss as e:
+        print(f"{PROG}: training failed: {e}", file=sys.stderr)
+        return 1
+    r = summary["result"]
+    metric = summary["metric"]
+    print(f"{summary['task']} / {summary['method']}: test {metric} at best validation epoch "
+          f"{r['test_at_best_valid']['mean']:.4f} ({r['test_at_best_valid']['std']:.4f}), at last epoch "
+          f"{r['test_at_last_epoch']['mean']:.4f} ({r['test_at_last_epoch']['std']:.4f}) over seeds {summary['seeds']}; "
+          f"results in {cfg.resolved().out}")
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else "run"
+    if argv and argv[0] in COMMANDS:
+        argv = argv[1:]
+    try:
+        if command == "tasks":
+            from finetune.tasks import describe_tasks
+
+            print(describe_tasks())
+            return 0
+        if command == "table":
+            from finetune.table import table
+
+            args = build_table_parser().parse_args(argv)
+            print(table(args.runs, fmt=args.format, epoch=args.epoch, metric=args.metric))
+            return 0
+        return _run(argv)
+    except FinetuneError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,647 @@
+"""Downstream molecule data: finding the file, reading its labels, featurising, caching.
+
+Where the data file comes from (:func:`locate_data_file`), first match wins:
+
+1. ``data_file``: a local file given by the user (``--data-file``);
+2. ``chem_dataset``: Hu et al.'s unpacked ``chem_dataset`` bundle; the task's raw file is looked up
+   as ``<root>[/dataset]/<dir>/raw/<file>[.gz]`` (only the raw CSV is read; the bundle's ``.pt``
+   files are old PyG pickles). Its ``processed/smiles.csv``, when present, gives the number of
+   molecules Hu et al. kept, reported next to ours;
+3. the download cache ``$GRAPHMVP_HOME/datasets/<file>`` (default ``~/.cache/graphmvp``),
+   fetched with :func:`graphmvp.download.download` (progress bar, resume, atomic, clear offline
+   error). A task's SHA-256, when not in the registry, is recorded in
+   ``datasets/sha256.json`` on the first successful download and verified on every later one.
+   ``$GRAPHMVP_DATASETS_MIRROR`` (a base URL or folder) is tried before the registry's URLs.
+
+Reading (:func:`read_table`): CSV, gzipped CSV (``.gz``) or SDF (``.sdf``, ``.sdf.gz``; labels are
+SDF properties). Every cell is read as text; empty cells (and ``nan``/``NA``) are missing labels
+(NaN); anything else must parse as a number, and classification labels must be 0 or 1.
+
+Featurising (:func:`featurise_table`): ``Chem.MolFromSmiles`` (by default no hydrogens added:
+downstream graphs hold only the atoms of the SMILES, as upstream; ``hydrogens="keep"`` adds them
+with ``Chem.AddHs`` to match an encoder pretrained on graphs with hydrogens), then
+:func:`graphmvp.features.graph_features`. The stored SMILES is RDKit's canonical SMILES of the
+parsed molecule (without added hydrogens).
+Unparsable or unsupported molecules are skipped, counted by reason and listed; each kept
+molecule keeps its data-file row number (``row_index``), so splits and predictions can be traced
+back to the file.
+
+Cache (:func:`load_dataset`): the featurised molecules are written as a conformer store (the
+schema of :mod:`graphmvp.data.store`, molecules with zero conformers) plus a ``/finetune`` group
+(``labels`` float32 [M, T] with NaN = missing, ``label_names``, ``row_index`` int64 [M],
+``split_values``) to ``$GRAPHMVP_HOME/featurised/<name>-<key>.h5``; the key hashes the file's
+SHA-256, the reading options and the featuriser version, so a changed file or option builds a new
+entry and an unchanged one is read back in well under a second.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+from rdkit import Chem, RDLogger
+
+import graphmvp  # noqa: F401  (sets DGLBACKEND before dgl is imported)
+from finetune.errors import FinetuneError
+from finetune.tasks import TaskSpec, get_task_type
+from geom_prep import reasons
+from geom_prep.store_writer import write_store
+from graphmvp.data.collate import batch_mol_graphs
+from graphmvp.data.masking import MolGraph
+from graphmvp.data.store import ConformerStore, Molecule, SkipRecord
+from graphmvp.download import (
+    ChecksumError,
+    DownloadError,
+    cache_dir,
+    download,
+    known_checksum,
+    record_checksum,
+    sha256_file,
+)
+from graphmvp.features import UnsupportedMolecule, graph_features
+
+log = logging.getLogger(__name__)
+
+#: bump when featurisation or the cache layout changes (part of the cache key)
+CACHE_VERSION = 1
+MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "none", "null"})
+MIRROR_ENV = "GRAPHMVP_DATASETS_MIRROR"
+EMPTY_MOLECULE = "empty_molecule"
+#: "drop": the atoms of the SMILES only (upstream fine-tuning); "keep": explicit hydrogens added
+#: (Chem.AddHs), to match encoders pretrained on graphs with hydrogens
+HYDROGEN_MODES = ("drop", "keep")
+
+
+# --------------------------------------------------------------------------------- cache paths
+
+
+def datasets_dir() -> Path:
+    """``$GRAPHMVP_HOME/datasets``: downloaded data files."""
+    return cache_dir() / "datasets"
+
+
+def featurised_dir() -> Path:
+    """``$GRAPHMVP_HOME/featurised``: featurised data sets."""
+    return cache_dir() / "featurised"
+
+
+def checksum_manifest() -> Path:
+    """The JSON manifest of SHA-256 hashes learnt on first download."""
+    return datasets_dir() / "sha256.json"
+
+
+# ------------------------------------------------------------------------------------ fetching
+
+
+def _mirror_urls(rel: str) -> list[str]:
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    if not mirror:
+        return []
+    return [mirror.rstrip("/") + "/" + rel]
+
+
+def fetch_file(rel: str, urls: Sequence[str], sha256: Optional[str] = None, progress: bool = True,
+               timeout: float = 30, retries: int = 3) -> Path:
+    """Download ``urls`` (mirrors, in order) to ``datasets/<rel>`` and return the path.
+
+    The expected SHA-256 is ``sha256`` or the one recorded for ``rel`` in the manifest; without
+    either, the hash of the first successful download is recorded. Raises :class:`FinetuneError`
+    (offline: every URL with its error and how to place the file by hand; checksum mismatch:
+    nothing is left behind).
+    """
+    manifest = checksum_manifest()
+    expected = sha256 or known_checksum(manifest, rel)
+    dest = datasets_dir() / rel
+    sources = _mirror_urls(rel) + list(urls)
+    try:
+        path = download(sources, dest, sha256=expected, progress=progress, timeout=timeout, retries=retries)
+    except (DownloadError, ChecksumError) as e:
+        raise FinetuneError(str(e)) from None
+    if expected is None:
+        record_checksum(manifest, rel, sha256_file(path))
+    return path
+
+
+def fetch_task_file(spec: TaskSpec, urls: Optional[Sequence[str]] = None, progress: bool = True,
+                    timeout: float = 30, retries: int = 3) -> Path:
+    """The cached data file of a molecule task, downloaded if needed."""
+    return fetch_file(spec.file_name, list(urls) if urls else list(spec.urls), spec.sha256, progress, timeout, retries)
+
+
+def find_in_chem_dataset(root: str | os.PathLike, spec: TaskSpec) -> Path:
+    """The raw file of ``spec`` in Hu et al.'s unpacked ``chem_dataset`` folder ``root``."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FinetuneError(f"--chem-dataset {root}: no such folder")
+    if spec.chem_dataset_dir is None:
+        raise FinetuneError(f"task {spec.name!r} is not part of Hu et al.'s chem_dataset bundle")
+    tried = []
+    for base in (root, root / "dataset"):
+        raw = base / spec.chem_dataset_dir / "raw"
+        for name in (spec.file_name, spec.file_name.removesuffix(".gz"), spec.file_name + ".gz"):
+            tried.append(raw / name)
+            if (raw / name).is_file():
+                return raw / name
+        if raw.is_dir():
+            csvs = sorted(p for p in raw.iterdir() if p.name.endswith((".csv", ".csv.gz")))
+            if len(csvs) == 1:
+                return csvs[0]
+    raise FinetuneError(
+        f"--chem-dataset {root}: no raw file of task {spec.name!r} (looked for {', '.join(str(t) for t in tried[:3])}, ...)"
+    )
+
+
+def chem_dataset_processed_count(raw_file: Path) -> Optional[int]:
+    """Rows of ``processed/smiles.csv`` next to a chem_dataset raw file (molecules Hu et al. kept)."""
+    processed = raw_file.parent.parent / "processed" / "smiles.csv"
+    if not processed.is_file():
+        return None
+    with open(processed, encoding="utf-8") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def locate_data_file(spec: Optional[TaskSpec], data_file: Optional[str] = None, chem_dataset: Optional[str] = None,
+                     urls: Optional[Sequence[str]] = None, progress: bool = True) -> Path:
+    """Where the task's data comes from (see the module docstring)."""
+    if data_file is not None:
+        path = Path(data_file).expanduser()
+        if not path.is_file():
+            raise FinetuneError(f"--data-file {path}: no such file")
+        return path
+    if spec is None:
+        raise FinetuneError("give --task NAME or --data-file FILE")
+    if chem_dataset is not None:
+        return find_in_chem_dataset(chem_dataset, spec)
+    return fetch_task_file(spec, urls=urls, progress=progress)
+
+
+# ------------------------------------------------------------------------------------- reading
+
+
+@dataclass
+class TableOptions:
+    """How to read a data file: columns, task type, and the split column if any.
+
+    ``label_cols`` None: every column but the SMILES column, ``drop_cols`` and ``split_col``.
+    ``num_labels``: the expected count in that case (a mismatch is a warning).
+    """
+
+    smiles_col: Optional[str]
+    label_cols: Optional[tuple[str, ...]]
+    task_type: str
+    drop_cols: tuple[str, ...] = ()
+    split_col: Optional[str] = None
+    num_labels: Optional[int] = None
+    hydrogens: str = "drop"
+
+    def __post_init__(self) -> None:
+        get_task_type(self.task_type)
+        if self.hydrogens not in HYDROGEN_MODES:
+            raise FinetuneError(f"--hydrogens {self.hydrogens!r}: allowed: {', '.join(HYDROGEN_MODES)}")
+        if self.label_cols is not None:
+            self.label_cols = tuple(self.label_cols)
+            if not self.label_cols:
+                raise FinetuneError("--label-cols is empty: name at least one label column")
+            dup = [c for c, n in Counter(self.label_cols).items() if n > 1]
+            if dup:
+                raise FinetuneError(f"--label-cols names {dup[0]!r} twice")
+        self.drop_cols = tuple(self.drop_cols)
+
+    def key(self) -> dict:
+        return {
+            "smiles_col": self.smiles_col,
+            "label_cols": None if self.label_cols is None else list(self.label_cols),
+            "task_type": self.task_type,
+            "drop_cols": list(self.drop_cols),
+            "split_col": self.split_col,
+            "hydrogens": self.hydrogens,
+        }
+
+
+@dataclass
+class RawTable:
+    """The rows of a data file. ``smiles`` [R] (SMILES text; for SDF the record's SMILES or ""),
+    ``labels`` float32 [R, T] (NaN = missing), ``mols``: SDF only, the parsed molecules
+    (None = unreadable record)."""
+
+    smiles: list[str]
+    labels: np.ndarray
+    label_names: list[str]
+    split_values: Optional[list[str]]
+    source_name: str
+    mols: Optional[list] = None
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.smiles)
+
+
+def _is_sdf(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith(".sdf") or name.endswith(".sdf.gz")
+
+
+def _parse_labels(columns: dict[str, Sequence[str]], names: Sequence[str], task_type: str, source: str) -> np.ndarray:
+    """Text cells -> float32 [R, T] (NaN = missing); raises on non-numbers and bad classes."""
+    n_rows = len(next(iter(columns.values()))) if columns else 0
+    out = np.full((n_rows, len(names)), np.nan, dtype=np.float32)
+    for t, name in enumerate(names):
+        text = pd.Series(list(columns[name]), dtype=object).fillna("").astype(str).str.strip()
+        missing = text.str.lower().isin(MISSING_TOKENS).to_numpy()
+        values = pd.to_numeric(text.where(~missing, "nan"), errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~missing & ~np.isfinite(values)
+        if bad.any():
+            r = int(np.flatnonzero(bad)[0])
+            raise FinetuneError(f"{source}: label column {name!r}, row {r}: {text[r][:40]!r} is not a number")
+        if task_type == "classification":
+            wrong = ~missing & (values != 0) & (values != 1)
+            if wrong.any():
+                r = int(np.flatnonzero(wrong)[0])
+                raise FinetuneError(
+                    f"{source}: label column {name!r}, row {r}: {text[r]!r} is not a class; "
+                    "classification labels must be 0 or 1 (empty = missing)"
+                )
+        out[:, t] = np.where(missing, np.nan, values)
+    return out
+
+
+def _choose_labels(available: Sequence[str], opts: TableOptions, source: str) -> list[str]:
+    if opts.label_cols is not None:
+        missing = [c for c in opts.label_cols if c not in available]
+        if missing:
+            raise FinetuneError(
+                f"{source}: label column(s) {', '.join(repr(c) for c in missing)} not found; "
+                f"columns: {_column_list(available)}"
+            )
+        return list(opts.label_cols)
+    skip = {opts.smiles_col, opts.split_col, *opts.drop_cols}
+    names = [c for c in available if c not in skip]
+    if not names:
+        raise FinetuneError(f"{source}: no label columns left (columns: {_column_list(available)})")
+    if opts.num_labels is not None and len(names) != opts.num_labels:
+        log.warning("%s: %d label columns, the published file has %d", source, len(names), opts.num_labels)
+    return names
+
+
+def _column_list(names: Sequence[str], limit: int = 12) -> str:
+    shown = ", ".join(repr(c) for c in list(names)[:limit])
+    return shown + (f", ... ({len(names)} in total)" if len(names) > limit else "")
+
+
+def read_csv_table(path: Path, opts: TableOptions) -> RawTable:
+    source = path.name
+    if opts.smiles_col is None:
+        raise FinetuneError(f"{source}: give --smiles-col (the column holding the SMILES)")
+    sep = "\t" if path.name.lower().removesuffix(".gz").endswith((".tsv", ".tab")) else ","
+    try:
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False,
+                            compression="infer", encoding="utf-8")
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, ValueError) as e:
+        raise FinetuneError(f"{source}: cannot read it as CSV ({str(e).splitlines()[0]})") from None
+    columns = list(frame.columns)
+    if opts.smiles_col not in columns:
+        raise FinetuneError(f"{source}: SMILES column {opts.smiles_col!r} not found; columns: {_column_list(columns)}")
+    if opts.split_col is not None and opts.split_col not in columns:
+        raise FinetuneError(f"{source}: split column {opts.split_col!r} not found; columns: {_column_list(columns)}")
+    names = _choose_labels(columns, opts, source)
+    if opts.smiles_col in names:
+        raise FinetuneError(f"{source}: the SMILES column {opts.smiles_col!r} cannot also be a label column")
+    labels = _parse_labels({n: frame[n].tolist() for n in names}, names, opts.task_type, source)
+    return RawTable(
+        smiles=[str(s).strip() for s in frame[opts.smiles_col].tolist()],
+        labels=labels,
+        label_names=names,
+        split_values=None if opts.split_col is None else [str(v) for v in frame[opts.split_col].tolist()],
+        source_name=source,
+    )
+
+
+def read_sdf_table(path: Path, opts: TableOptions) -> RawTable:
+    source = path.name
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    mols: list = []
+    props: list[dict[str, str]] = []
+    lg = RDLogger.logger()
+    lg.setLevel(RDLogger.CRITICAL)
+    try:
+        with opener(path, "rb") as fh:
+            for mol in Chem.ForwardSDMolSupplier(fh, sanitize=True, removeHs=True):
+                mols.append(mol)
+                props.append({} if mol is None else {k: mol.GetProp(k) for k in mol.GetPropNames()})
+    except (OSError, EOFError) as e:
+        raise FinetuneError(f"{source}: cannot read it as SDF ({e})") from None
+    finally:
+        lg.setLevel(RDLogger.WARNING)
+    if not mols:
+        raise FinetuneError(f"{source}: no SDF records")
+    available = list(dict.fromkeys(k for p in props for k in p))
+    if opts.label_cols is None:
+        raise FinetuneError(f"{source}: give --label-cols for an SDF file (properties: {_column_list(available)})")
+    names = _choose_labels(available, opts, source)
+    if opts.split_col is not None and opts.split_col not in available:
+        raise FinetuneError(f"{source}: split property {opts.split_col!r} not found; properties: {_column_list(available)}")
+    labels = _parse_labels({n: [p.get(n, "") for p in props] for n in names}, names, opts.task_type, source)
+    smiles = [Chem.MolToSmiles(m) if m is not None else "" for m in mols]
+    split_values = None if opts.split_col is None else [p.get(opts.split_col, "") for p in props]
+    return RawTable(smiles=smiles, labels=labels, label_names=names, split_values=split_values,
+                    source_name=source, mols=mols)
+
+
+def read_table(path: str | os.PathLike, opts: TableOptions) -> RawTable:
+    """Read a CSV / gzipped CSV / SDF data file (see the module docstring)."""
+    path = Path(path)
+    table = read_sdf_table(path, opts) if _is_sdf(path) else read_csv_table(path, opts)
+    if table.num_rows == 0:
+        raise FinetuneError(f"{path.name}: no data rows")
+    return table
+
+
+# ---------------------------------------------------------------------------------- featurising
+
+
+def _molecule(graph, smiles: str, source_id: str, row: int) -> Molecule:
+    n = graph.num_atoms
+    return Molecule(
+        atomic_num=graph.atomic_num,
+        atom_features=graph.atom_features,
+        edge_index=graph.edge_index,
+        edge_features=graph.edge_features,
+        positions=np.zeros((0, n, 3), dtype=np.float32),
+        energy=np.zeros(0, dtype=np.float64),
+        boltzmann_weight=np.zeros(0, dtype=np.float64),
+        conf_source_index=np.zeros(0, dtype=np.int32),
+        smiles=smiles,
+        source_id=source_id,
+        candidate_index=row,
+    )
+
+
+def featurise_table(table: RawTable, hydrogens: str = "drop") -> tuple[list[Molecule], list[SkipRecord]]:
+    """Featurise every row; return the kept molecules (``candidate_index`` = row number) and the
+    skipped rows with their reasons. ``hydrogens="keep"`` adds explicit hydrogens as atoms."""
+    kept: list[Molecule] = []
+    skipped: list[SkipRecord] = []
+    lg = RDLogger.logger()
+    lg.setLevel(RDLogger.CRITICAL)
+    try:
+        for row, smi in enumerate(table.smiles):
+            source_id = f"{table.source_name}#{row}"
+            if table.mols is not None:
+                mol = table.mols[row]
+                if mol is None:
+                    skipped.append(SkipRecord(row, source_id, "", reasons.UNPARSABLE_RECORD, "RDKit could not read the SDF record"))
+                    continue
+            else:
+                mol = Chem.MolFromSmiles(smi) if smi else None
+                if mol is None:
+                    reason = reasons.UNPARSABLE_SMILES if smi else EMPTY_MOLECULE
+                    skipped.append(SkipRecord(row, source_id, smi, reason, "RDKit could not parse the SMILES" if smi else "empty SMILES cell"))
+                    continue
+            if mol.GetNumAtoms() == 0:
+                skipped.append(SkipRecord(row, source_id, smi, EMPTY_MOLECULE, "no atoms"))
+                continue
+            canonical = Chem.MolToSmiles(mol)
+            if hydrogens == "keep":
+                mol = Chem.AddHs(mol)
+            try:
+                graph = graph_features(mol)
+            except UnsupportedMolecule as e:
+                skipped.append(SkipRecord(row, source_id, smi, reasons.UNSUPPORTED_MOLECULE, str(e)))
+                continue
+            kept.append(_molecule(graph, canonical, source_id, row))
+    finally:
+        lg.setLevel(RDLogger.WARNING)
+    return kept, skipped
+
+
+# --------------------------------------------------------------------------------------- dataset
+
+
+@dataclass
+class MolDataset:
+    """A featurised downstream data set (M kept molecules, T label columns).
+
+    ``graphs`` [M] (:class:`MolGraph`, Hu et al. features, no hydrogens), ``labels`` float32
+    [M, T] (NaN = missing), ``smiles`` [M] (RDKit canonical), ``row_index`` int64 [M] (row in the
+    data file), ``split_values`` [M] or None, ``num_rows`` (rows in the file), ``skipped``
+    (rows left out, with reasons).
+    """
+
+    graphs: list[MolGraph]
+    labels: np.ndarray
+    label_names: list[str]
+    smiles: list[str]
+    row_index: np.ndarray
+    split_values: Optional[list[str]]
+    num_rows: int
+    skipped: list[SkipRecord]
+    task_type: str
+    source: str
+    store_path: Optional[Path] = None
+    info: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    @property
+    def num_tasks(self) -> int:
+        return int(self.labels.shape[1])
+
+    def batch(self, indices: Sequence[int]):
+        """(batched DGL graph of the molecules ``indices``, float32 labels [B, T])."""
+        graphs = [self.graphs[i] for i in indices]
+        return batch_mol_graphs(graphs), torch.from_numpy(self.labels[np.asarray(indices, dtype=np.int64)])
+
+    def label_summary(self, indices: Optional[np.ndarray] = None) -> dict:
+        """Per label column: valid count and, for classification, positives; for regression,
+        mean and standard deviation (over ``indices``, default all)."""
+        y = self.labels if indices is None else self.labels[np.asarray(indices, dtype=np.int64)]
+        out = {}
+        for t, name in enumerate(self.label_names):
+            col = y[:, t]
+            valid = col[~np.isnan(col)]
+            entry = {"labelled": int(valid.shape[0])}
+            if self.task_type == "classification":
+                entry["positives"] = int((valid == 1).sum())
+            elif valid.size:
+                entry["mean"] = float(valid.mean())
+                entry["std"] = float(valid.std())
+            out[name] = entry
+        return out
+
+    def summary(self) -> dict:
+        """Plain-python description for the run's summary.json."""
+        by_reason = Counter(s.reason for s in self.skipped)
+        return {
+            "source": self.source,
+            "store": None if self.store_path is None else str(self.store_path),
+            "rows": self.num_rows,
+            "molecules": len(self),
+            "skipped": len(self.skipped),
+            "skipped_by_reason": dict(sorted(by_reason.items())),
+            "skipped_rows": [
+                {"row": s.candidate_index, "smiles": s.smiles, "reason": s.reason, "detail": s.detail}
+                for s in self.skipped[:100]
+            ],
+            "label_names": self.label_names if len(self.label_names) <= 50 else self.label_names[:50] + ["..."],
+            "num_tasks": self.num_tasks,
+            **self.info,
+        }
+
+
+def cache_key(file_sha256: str, opts: TableOptions) -> str:
+    """The featurised-cache key of a file content and reading options."""
+    doc = {"file_sha256": file_sha256, "options": opts.key(), "cache_version": CACHE_VERSION, "features": "hu-simple"}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _slug(text: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+    return keep.strip("._") or "data"
+
+
+def write_dataset_store(path: Path, molecules: list[Molecule], skipped: list[SkipRecord], table: RawTable,
+                        config: dict) -> None:
+    """Write a featurised data set: a conformer store + the /finetune group, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-labels")
+    rows = np.array([m.candidate_index for m in molecules], dtype=np.int64)
+    try:
+        write_store(tmp, molecules, skipped, config, command=["graphmvp-finetune"], n_candidates=table.num_rows)
+        with h5py.File(tmp, "a") as f:
+            g = f.create_group("finetune")
+            g.create_dataset("labels", data=table.labels[rows] if len(rows) else np.zeros((0, len(table.label_names)), np.float32))
+            g.create_dataset("label_names", data=table.label_names, dtype=h5py.string_dtype())
+            g.create_dataset("row_index", data=rows)
+            g.attrs["num_rows"] = table.num_rows
+            if table.split_values is not None:
+                g.create_dataset("split_values", data=[table.split_values[r] for r in rows], dtype=h5py.string_dtype())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_dataset_store(path: Path, task_type: str, source: str) -> MolDataset:
+    """Load a featurised data set written by :func:`write_dataset_store`."""
+    with ConformerStore(path) as store:
+        mols = store.molecules(0, len(store))
+        skipped = store.skipped()
+        g = store.h5["finetune"]
+        labels = g["labels"][:].astype(np.float32)
+        names = list(g["label_names"].asstr()[:])
+        rows = g["row_index"][:].astype(np.int64)
+        num_rows = int(g.attrs["num_rows"])
+        split_values = list(g["split_values"].asstr()[:]) if "split_values" in g else None
+    return MolDataset(
+        graphs=[MolGraph.from_molecule(m) for m in mols],
+        labels=labels,
+        label_names=names,
+        smiles=[m.smiles for m in mols],
+        row_index=rows,
+        split_values=split_values,
+        num_rows=num_rows,
+        skipped=skipped,
+        task_type=task_type,
+        source=source,
+        store_path=path,
+    )
+
+
+def load_dataset(path: str | os.PathLike, opts: TableOptions, name: Optional[str] = None,
+                 use_cache: bool = True) -> MolDataset:
+    """Read, featurise and cache the data file ``path`` (or read the cached result).
+
+    Raises :class:`FinetuneError` for missing columns, non-numeric labels and a file without any
+    valid molecule; warns (does not fail) when some rows are skipped.
+    """
+    path = Path(path)
+    file_sha = sha256_file(path)
+    key = cache_key(file_sha, opts)
+    store_path = featurised_dir() / f"{_slug(name or path.name)}-{key[:16]}.h5"
+    dataset = None
+    if use_cache and store_path.is_file():
+        try:
+            dataset = read_dataset_store(store_path, opts.task_type, str(path))
+            log.info("read the featurised data set from the cache %s", store_path)
+        except (OSError, KeyError, ValueError) as e:
+            log.warning("featurised cache %s is unreadable (%s); featurising again", store_path, e)
+            dataset = None
+    if dataset is None:
+        table = read_table(path, opts)
+        molecules, skipped = featurise_table(table, opts.hydrogens)
+        if not molecules:
+            example = f" (e.g. row {skipped[0].candidate_index}: {skipped[0].smiles[:60]!r}, {skipped[0].reason})" if skipped else ""
+            raise FinetuneError(f"{path.name}: none of its {table.num_rows} rows is a valid molecule{example}")
+        config = {"source": "finetune", "input": str(path), "file_sha256": file_sha, "features": "hu-simple",
+                  "cache_version": CACHE_VERSION, **opts.key()}
+        if use_cache:
+            write_dataset_store(store_path, molecules, skipped, table, config)
+            dataset = read_dataset_store(store_path, opts.task_type, str(path))
+        else:
+            rows = np.array([m.candidate_index for m in molecules], dtype=np.int64)
+            dataset = MolDataset(
+                graphs=[MolGraph.from_molecule(m) for m in molecules],
+                labels=table.labels[rows],
+                label_names=table.label_names,
+                smiles=[m.smiles for m in molecules],
+                row_index=rows,
+                split_values=None if table.split_values is None else [table.split_values[r] for r in rows],
+                num_rows=table.num_rows,
+                skipped=skipped,
+                task_type=opts.task_type,
+                source=str(path),
+            )
+    dataset.info["file_sha256"] = file_sha
+    if dataset.skipped:
+        shown = "; ".join(f"row {s.candidate_index} {s.smiles[:40]!r} ({s.reason})" for s in dataset.skipped[:3])
+        log.warning("%s: %d of %d rows skipped and left out: %s%s", path.name, len(dataset.skipped),
+                    dataset.num_rows, shown, " ..." if len(dataset.skipped) > 3 else "")
+    labelled = np.sum(~np.isnan(dataset.labels))
+    if labelled == 0:
+        raise FinetuneError(f"{path.name}: no molecule has a label in {', '.join(dataset.label_names[:5])}")
+    return dataset
+
+
+def write_skipped_tsv(path: Path, skipped: Sequence[SkipRecord]) -> None:
+    """One line per skipped row: row, source, SMILES, reason, detail."""
+    buf = io.StringIO()
+    buf.write("row\tsource\tsmiles\treason\tdetail\n")
+    for s in skipped:
+        buf.write(f"{s.candidate_index}\t{s.source_id}\t{s.smiles}\t{s.reason}\t{s.detail}\n")
+    path.write_text(buf.getvalue(), encoding="utf-8")
+
+
+__all__ = [
+    "CACHE_VERSION",
+    "MolDataset",
+    "RawTable",
+    "TableOptions",
+    "cache_key",
+    "chem_dataset_processed_count",
+    "checksum_manifest",
+    "datasets_dir",
+    "featurise_table",
+    "featurised_dir",
+    "fetch_file",
+    "fetch_task_file",
+    "find_in_chem_dataset",
+    "load_dataset",
+    "locate_data_file",
+    "read_dataset_store",
+    "read_table",
+    "write_dataset_store",
+    "write_skipped_tsv",
+]

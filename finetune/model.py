@@ -1,0 +1,244 @@
+"""The fine-tuning model: pretrained (or random) GIN, graph pooling, a prediction head.
+
+::
+
+    h   = molecule_model(g)              [N, D]   GIN node representations (dropout after every layer)
+    z   = pool(g, h)                     [B, D]   mean / sum / max over each molecule's atoms
+    out = head(z)                        [B, T]   logits (classification) or values (regression)
+
+Dropout is the GIN's own: applied after every GIN layer, as in Hu et al.'s and GraphMVP's
+fine-tuning (0.5 for classification, 0.2 for regression by default); the MLP head applies the
+same rate between its two layers. Heads (:data:`HEADS`): ``linear`` (``graph_pred_linear``, the
+upstream name, so the state dict reads ``molecule_model.*`` + ``graph_pred_linear.*`` like the
+upstream fine-tuning wrapper) and ``mlp`` (``graph_pred_mlp``: Linear(D, H) - ReLU - Dropout -
+Linear(H, T), H = D by default).
+
+The encoder comes from :func:`build_encoder` with ``init``: None (random initialisation, the
+"no pretraining" baseline), a pretraining run folder (its ``model_2d.pt``), an encoder file, or a
+released checkpoint name; loading goes through :func:`graphmvp.pretrained.resolve_init` and
+:func:`graphmvp.pretrained.load_encoder_file` (``torch.load(weights_only=True)``, the stored config
+checked against the weights). Architecture options the user gives explicitly (layers, width, JK)
+must equal the checkpoint's, otherwise a one-line :class:`FinetuneError` lists the differences
+before any training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from torch import Tensor, nn
+
+import graphmvp  # noqa: F401  (sets DGLBACKEND before dgl is imported)
+import dgl
+
+from finetune.errors import FinetuneError
+from graphmvp.models import GIN, READOUTS, graph_readout
+from graphmvp.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+def _linear_head(in_dim: int, num_tasks: int, hidden: Optional[int], dropout: float) -> nn.Module:
+    return nn.Linear(in_dim, num_tasks)
+
+
+def _mlp_head(in_dim: int, num_tasks: int, hidden: Optional[int], dropout: float) -> nn.Module:
+    hidden = int(hidden or in_dim)
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_tasks))
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """A prediction head: its attribute name in the model and its builder
+    ``build(in_dim, num_tasks, hidden, dropout) -> nn.Module``."""
+
+    attribute: str
+    build: Callable[[int, int, Optional[int], float], nn.Module]
+
+
+#: head name -> :class:`HeadSpec`
+HEADS: Registry = Registry("head")
+HEADS.register("linear")(HeadSpec("graph_pred_linear", _linear_head))
+HEADS.register("mlp")(HeadSpec("graph_pred_mlp", _mlp_head))
+
+
+class FinetuneModel(nn.Module):
+    """GIN encoder + pooling + head (see the module docstring).
+
+    Args:
+        encoder: the 2D GIN (its ``dropout`` attribute is the fine-tuning dropout).
+        num_tasks: T, outputs per molecule.
+        pooling: one of ``READOUTS``.
+        head: one of ``HEADS``.
+        head_hidden: hidden width of the MLP head (default: the encoder width).
+
+    Forward: ``g`` batched 2D DGL graph of B molecules -> float [B, T].
+    """
+
+    def __init__(self, encoder: nn.Module, num_tasks: int, pooling: str = "mean", head: str = "linear",
+                 head_hidden: Optional[int] = None):
+        super().__init__()
+        if pooling not in READOUTS:
+            raise ValueError(f"unknown pooling {pooling!r}; allowed: {', '.join(READOUTS)}")
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; allowed: {', '.join(HEADS.names())}")
+        if int(num_tasks) < 1:
+            raise ValueError(f"num_tasks must be >= 1, got {num_tasks!r}")
+        self.molecule_model = encoder
+        self.pooling = pooling
+        self.head_name = head
+        spec: HeadSpec = HEADS.get(head)
+        self._head_attr = spec.attribute
+        out_dim = int(getattr(encoder, "out_dim", getattr(encoder, "emb_dim")))
+        setattr(self, spec.attribute, spec.build(out_dim, int(num_tasks), head_hidden, float(getattr(encoder, "dropout", 0.0))))
+
+    @property
+    def head(self) -> nn.Module:
+        return getattr(self, self._head_attr)
+
+    def embed(self, g: dgl.DGLGraph) -> Tensor:
+        """Pooled molecule representations [B, D]."""
+        return graph_readout(g, self.molecule_model(g), self.pooling)
+
+    def forward(self, g: dgl.DGLGraph) -> Tensor:
+        return self.head(self.embed(g))
+
+
+@dataclass
+class EncoderInit:
+    """Where the encoder's weights came from.
+
+    ``init``: the ``--init`` value (None = random); ``path``: the encoder file read;
+    ``config``: the encoder config (from the file, or the one built for random init);
+    ``method``: a short label for tables ("no pretraining", the pretraining preset, the
+    checkpoint name or file stem); ``pretrain``: the pretraining run's config when ``init`` is a
+    run folder (or the file sits in one).
+    """
+
+    init: Optional[str]
+    path: Optional[str]
+    config: dict
+    method: str
+    pretrain: Optional[dict] = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"init": self.init, "path": self.path, "config": self.config, "method": self.method,
+                "pretrain": self.pretrain, "warnings": self.warnings}
+
+
+def _run_config(folder: Path) -> Optional[dict]:
+    """The pretraining config stored in a run folder (config.yaml or config.json), if any."""
+    for name in ("config.yaml", "config.json"):
+        p = folder / name
+        if p.is_file():
+            try:
+                if name.endswith(".yaml"):
+                    import yaml
+
+                    doc = yaml.safe_load(p.read_text())
+                else:
+                    doc = json.loads(p.read_text())
+            except Exception:  # noqa: BLE001 - an unreadable side file only loses the label
+                return None
+            return doc if isinstance(doc, dict) else None
+    return None
+
+
+def method_label(init: Optional[str], path: Optional[Path], pretrain: Optional[dict]) -> str:
+    """A short name for the pretraining behind ``init`` (see :class:`EncoderInit`)."""
+    if init is None:
+        return "no pretraining"
+    if pretrain:
+        if pretrain.get("preset"):
+            return str(pretrain["preset"])
+        loss = pretrain.get("loss")
+        if loss:
+            return "+".join(loss) if isinstance(loss, (list, tuple)) else str(loss)
+    p = Path(os.fspath(init)).expanduser()
+    if not p.exists():
+        return str(init)  # a released checkpoint name
+    return (p if p.is_dir() else p.parent if p.name in ("model_2d.pt", "best_model_2d.pt") else p.with_suffix("")).name
+
+
+def build_encoder(init: Optional[str], *, num_layers: Optional[int] = None, emb_dim: Optional[int] = None,
+                  jk: Optional[str] = None, dropout: float = 0.0, progress: bool = True,
+                  hydrogens: str = "drop", quiet: bool = False) -> tuple[GIN, EncoderInit]:
+    """The 2D encoder for fine-tuning, and where it came from.
+
+    ``num_layers`` / ``emb_dim`` / ``jk``: None = the checkpoint's (5 / 300 / "last" for random
+    init); a given value must equal the checkpoint's. ``dropout`` is set on the encoder whatever
+    the checkpoint was pretrained with. ``hydrogens``: how the downstream graphs are built; a
+    checkpoint pretrained the other way gets a warning (not an error: upstream fine-tunes
+    hydrogen-free graphs on an encoder pretrained with hydrogens). Raises :class:`FinetuneError`
+    (one line) for an unresolvable ``init``, an unreadable file or a mismatch. ``quiet``: record
+    warnings in the returned :class:`EncoderInit` without logging them.
+    """
+    if not 0 <= float(dropout) < 1:
+        raise FinetuneError(f"--dropout={dropout!r}: must be in [0, 1)")
+    if init is None:
+        cfg = {"encoder": "gin", "num_layers": int(num_layers or 5), "emb_dim": int(emb_dim or 300),
+               "jk": jk or "last", "dropout": float(dropout), "pooling": "mean", "hydrogens": hydrogens,
+               "features": "hu-simple"}
+        try:
+            gin = GIN(num_layers=cfg["num_layers"], emb_dim=cfg["emb_dim"], dropout=float(dropout), jk=cfg["jk"])
+        except ValueError as e:
+            raise FinetuneError(str(e)) from None
+        return gin, EncoderInit(None, None, cfg, "no pretraining")
+
+    from graphmvp.pretrained import CheckpointError, load_encoder_file, resolve_init
+
+    expect = {k: v for k, v in (("num_layers", num_layers), ("emb_dim", emb_dim), ("jk", jk)) if v is not None}
+    try:
+        path = resolve_init(init, progress=progress)
+    except (ValueError, OSError) as e:  # CheckpointError is a ValueError; download errors too
+        raise FinetuneError(f"--init {init}: {_first_line(e)}") from None
+    except RuntimeError as e:  # graphmvp.download.DownloadProblem
+        raise FinetuneError(f"--init {init}: {e}") from None
+    try:
+        gin, cfg = load_encoder_file(path, expect=expect or None)
+    except CheckpointError as e:
+        raise FinetuneError(f"--init {init}: checkpoint does not fit: {_first_line(e)}") from None
+    if not isinstance(gin, GIN):
+        raise FinetuneError(f"--init {init}: the encoder is a {type(gin).__name__}, fine-tuning needs a GIN")
+    gin.dropout = float(dropout)
+    gin.train()
+    folder = Path(path).parent
+    pretrain = _run_config(folder)
+    info = EncoderInit(str(init), str(path), dict(cfg), method_label(str(init), Path(path), pretrain), pretrain)
+    if cfg.get("hydrogens") != hydrogens:
+        if cfg.get("hydrogens") == "keep":
+            msg = ("the encoder was pretrained on graphs with explicit hydrogens (hydrogens=keep); the downstream "
+                   "graphs have none (the upstream setting, GraphMVP issue #14; --hydrogens keep adds them)")
+        else:
+            msg = (f"the encoder was pretrained on graphs with hydrogens={cfg.get('hydrogens')}, the downstream graphs "
+                   f"use hydrogens={hydrogens}")
+        info.warnings.append(msg)
+        if not quiet:
+            log.warning("%s", msg)
+    return gin, info
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+__all__ = [
+    "EncoderInit",
+    "FinetuneModel",
+    "HEADS",
+    "HeadSpec",
+    "build_encoder",
+    "count_parameters",
+    "method_label",
+]

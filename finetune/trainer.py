@@ -1,0 +1,466 @@
+"""The fine-tuning loop and the run folder it writes.
+
+:func:`finetune` runs one :class:`~finetune.config.FinetuneConfig` for every seed and returns the
+summary (also written as ``summary.json``). Order of work: resolve and check the options, check
+the output folder, load the encoder once to check it fits, read and featurise the data (or read
+the cache), make every seed's split - every bad input fails here, with a one-line
+:class:`FinetuneError` - then train.
+
+Per seed ``s``: ``torch.manual_seed(s)`` (random init / head init, dropout), the split of
+``s`` (deterministic splits ignore it), Adam over two parameter groups (encoder: ``lr x
+encoder_lr_scale``; head: ``lr``), ``epochs`` epochs over the training part in an order drawn from
+a generator seeded with ``s``; after every epoch the validation and test parts are evaluated
+(eval mode). The best epoch is the first one with the best validation value of the task type's
+primary metric (ROC-AUC highest; RMSE / MSE lowest); NaN never wins (a validation part without
+both classes in any task gives NaN; if every epoch is NaN, the last epoch is used and a warning
+recorded). Test metrics are reported at the best-validation epoch AND at the last epoch.
+
+The run folder (``out``)::
+
+    config.json          resolved options, encoder provenance, versions, command
+    summary.json         per metric: test at best-validation epoch and at the last epoch
+                         (mean, std over seeds with ddof=0, values), per-seed details,
+                         data set (rows, kept, skipped with reasons), split sizes, timing
+    metrics.csv          one row per (seed, epoch): train loss, seconds, molecules/s, metrics
+    learning_curve.png   train loss and validation/test primary metric per epoch, per seed
+    skipped.tsv          rows of the data file that were left out, with reasons
+    seed_<s>/split.json  the data-file rows (pairs for DTA) of each split part
+    seed_<s>/best_model.pt  with save_model: the best-validation model (weights_only loadable)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import platform
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import torch
+
+import graphmvp
+from finetune.config import FinetuneConfig
+from finetune.data import write_skipped_tsv
+from finetune.errors import FinetuneError
+from finetune.losses import LOSSES
+from finetune.metrics import compute_metrics, multitask_roc_auc
+from finetune.model import EncoderInit, build_encoder, count_parameters
+from finetune.problems import batch_slices, build_problem
+from finetune.tasks import TASK_TYPES, TaskType
+
+log = logging.getLogger("finetune")
+
+RUN_FORMAT = "graphmvp-finetune-run-v1"
+MODEL_FORMAT = "graphmvp-finetune-model-v1"
+SUMMARY_FILE = "summary.json"
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN/inf loss (the message names seed, epoch and step)."""
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    rows: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_state: Optional[dict] = None
+    summary: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _better(a: float, b: float, higher: bool) -> bool:
+    """Is ``a`` strictly better than ``b``? NaN is never better; anything beats NaN."""
+    if math.isnan(a):
+        return False
+    if math.isnan(b):
+        return True
+    return a > b if higher else a < b
+
+
+def _stats(values: list[float]) -> dict:
+    arr = np.array(values, dtype=np.float64)
+    finite = arr[np.isfinite(arr)]
+    return {
+        "mean": float(finite.mean()) if finite.size else float("nan"),
+        "std": float(finite.std(ddof=0)) if finite.size else float("nan"),
+        "values": [float(v) for v in arr],
+    }
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    _write_atomic(path, (json.dumps(obj, indent=2, default=_json_default, allow_nan=True) + "\n").encode())
+
+
+@contextmanager
+def _threads(n: Optional[int]) -> Iterator[None]:
+    old = torch.get_num_threads()
+    try:
+        if n is not None:
+            torch.set_num_threads(int(n))
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _versions() -> dict:
+    import dgl
+    import rdkit
+
+    return {"graphmvp": graphmvp.__version__, "torch": torch.__version__, "dgl": dgl.__version__,
+            "rdkit": rdkit.__version__, "numpy": np.__version__, "python": platform.python_version()}
+
+
+def check_out_dir(cfg: FinetuneConfig) -> Path:
+    """The output folder; refuses to overwrite a finished run unless ``overwrite``."""
+    out = Path(cfg.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise FinetuneError(f"--out {out}: exists and is not a folder")
+    if (out / SUMMARY_FILE).exists() and not cfg.overwrite:
+        raise FinetuneError(f"--out {out} already holds a finished run ({SUMMARY_FILE}); pass --overwrite to replace it")
+    return out
+
+
+# ------------------------------------------------------------------------------- one seed
+
+
+class _SeedRun:
+    def __init__(self, cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, pooling: str):
+        self.cfg, self.problem, self.ttype, self.seed = cfg, problem, ttype, seed
+        torch.manual_seed(seed)
+        np.random.seed(seed % (2**32))
+        encoder, self.init = build_encoder(cfg.init, num_layers=cfg.num_layers, emb_dim=cfg.emb_dim, jk=cfg.jk,
+                                           dropout=float(cfg.dropout), progress=cfg.progress, hydrogens=cfg.hydrogens,
+                                           quiet=True)
+        self.model = problem.build_model(encoder, pooling)
+        self.parts = problem.parts(seed)
+        self.loss_fn = LOSSES.get(ttype.loss)
+        self.cache: dict = {}
+        self.shift = self.scale = None
+        if cfg.standardize:
+            y = problem.labels(self.parts["train"]).astype(np.float64)
+            mean = np.nanmean(y, axis=0)
+            std = np.nanstd(y, axis=0)
+            std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+            self.shift = torch.tensor(np.nan_to_num(mean), dtype=torch.float32)
+            self.scale = torch.tensor(std, dtype=torch.float32)
+        enc_params = list(self.model.molecule_model.parameters())
+        enc_ids = {id(p) for p in enc_params}
+        head_params = [p for p in self.model.parameters() if id(p) not in enc_ids]
+        groups = [{"name": "head", "params": head_params, "lr": cfg.lr}]
+        if cfg.freeze_encoder:
+            for p in enc_params:
+                p.requires_grad_(False)
+        else:
+            groups.insert(0, {"name": "encoder", "params": enc_params, "lr": cfg.lr * cfg.encoder_lr_scale})
+        self.optimizer = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.cfg.freeze_encoder:
+            self.model.molecule_model.eval()
+
+    def train_epoch(self, epoch: int) -> tuple[float, int, float]:
+        """One pass over the training part: (mean loss per molecule, molecules, seconds)."""
+        self._train_mode()
+        train = self.parts["train"]
+        order = train[torch.randperm(train.shape[0], generator=self.generator).numpy()]
+        total, seen = 0.0, 0
+        t0 = time.perf_counter()
+        for step, s in enumerate(batch_slices(order.shape[0], self.cfg.batch_size)):
+            inputs, y = self.problem.batch(order[s])
+            out = self.model(*inputs)
+            if self.scale is not None:
+                y = (y - self.shift) / self.scale
+            loss = self.loss_fn(out, y)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"seed {self.seed}, epoch {epoch}, step {step}: loss is {loss.item()}; "
+                                    "lower --lr or check the labels")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            n = int(y.shape[0])
+            total += float(loss.detach()) * n
+            seen += n
+        return total / max(seen, 1), seen, time.perf_counter() - t0
+
+    @torch.no_grad()
+    def evaluate(self, part: str) -> tuple[dict, Optional[list]]:
+        """Metrics of ``part`` (and per-task ROC-AUC for classification)."""
+        self.model.eval()
+        idx = self.parts[part]
+        pred = self.problem.predict(self.model, idx, max(self.cfg.batch_size, 256), self.cache, part)
+        if self.scale is not None:
+            pred = pred * self.scale.numpy() + self.shift.numpy()
+        y = self.problem.labels(idx)
+        metrics = compute_metrics(self.ttype.metrics, y, pred)
+        per_task = None
+        if self.ttype.name == "classification":
+            auc = multitask_roc_auc(y, pred)
+            metrics["tasks_evaluated"] = auc.evaluated
+            per_task = auc.per_task
+        return metrics, per_task
+
+
+def _train_seed(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, pooling: str, out: Path) -> tuple[SeedResult, EncoderInit]:
+    run = _SeedRun(cfg, problem, ttype, seed, pooling)
+    result = SeedResult(seed)
+    higher = ttype.higher_is_better
+    best_value = float("nan")
+    best_per_task = None
+    eval_parts = (["train"] if cfg.eval_train else []) + ["valid", "test"]
+    seconds_total = 0.0
+    molecules_total = 0
+    for epoch in range(1, cfg.epochs + 1):
+        loss, seen, seconds = run.train_epoch(epoch)
+        seconds_total += seconds
+        molecules_total += seen
+        row: dict[str, Any] = {"seed": seed, "epoch": epoch, "train_loss": loss, "train_seconds": round(seconds, 4),
+                               "train_molecules_per_s": round(seen / seconds, 2) if seconds > 0 else float("nan")}
+        t0 = time.perf_counter()
+        per_task_test = None
+        for part in eval_parts:
+            metrics, per_task = run.evaluate(part)
+            if part == "test":
+                per_task_test = per_task
+            for k, v in metrics.items():
+                row[f"{part}_{k}"] = v
+        row["eval_seconds"] = round(time.perf_counter() - t0, 4)
+        result.rows.append(row)
+        value = row[f"valid_{ttype.metric}"]
+        if result.best_epoch == 0 or _better(value, best_value, higher):
+            result.best_epoch, best_value, best_per_task = epoch, value, per_task_test
+            if cfg.save_model:
+                result.best_state = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+        if cfg.progress:
+            log.info("seed %d epoch %d/%d  loss %.4f  valid %s %.4f  test %s %.4f  (%.1f s, %.0f mol/s)", seed, epoch,
+                     cfg.epochs, loss, ttype.metric, value, ttype.metric, row[f"test_{ttype.metric}"], seconds,
+                     row["train_molecules_per_s"])
+    warnings = list(run.init.warnings)
+    if all(math.isnan(r[f"valid_{ttype.metric}"]) for r in result.rows):
+        result.best_epoch = cfg.epochs
+        best_per_task = per_task_test
+        if cfg.save_model:
+            result.best_state = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+        warnings.append(f"validation {ttype.metric} was undefined (NaN) at every epoch; the last epoch stands in for the best")
+    best_row = result.rows[result.best_epoch - 1]
+    last_row = result.rows[-1]
+    pick = lambda row, part: {m: row[f"{part}_{m}"] for m in ttype.metrics}  # noqa: E731
+    result.summary = {
+        "seed": seed,
+        "split": problem.describe(seed),
+        "best_epoch": result.best_epoch,
+        "valid_at_best": pick(best_row, "valid"),
+        "test_at_best_valid": pick(best_row, "test"),
+        "valid_at_last": pick(last_row, "valid"),
+        "test_at_last_epoch": pick(last_row, "test"),
+        "train_seconds": round(seconds_total, 3),
+        "train_molecules_per_s": round(molecules_total / seconds_total, 2) if seconds_total > 0 else None,
+        "warnings": warnings,
+    }
+    if ttype.name == "classification":
+        result.summary["test_roc_auc_per_task_at_best"] = best_per_task
+        result.summary["test_tasks_evaluated_at_best"] = best_row.get("test_tasks_evaluated")
+    seed_dir = out / f"seed_{seed}"
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(seed_dir / "split.json", problem.split_json(seed).encode())
+    if cfg.save_model and result.best_state is not None:
+        payload = {"format": MODEL_FORMAT, "state_dict": result.best_state, "epoch": result.best_epoch,
+                   "encoder_config": run.init.config, "task": cfg.task_name, "num_tasks": problem.num_tasks,
+                   "head": cfg.head, "head_hidden": cfg.head_hidden, "pooling": pooling}
+        tmp = seed_dir / ".best_model.pt.tmp"
+        torch.save(payload, tmp)
+        os.replace(tmp, seed_dir / "best_model.pt")
+    result.summary["model_parameters"] = count_parameters(run.model)
+    result.summary["trainable_parameters"] = count_parameters(run.model, trainable_only=True)
+    return result, run.init
+
+
+# --------------------------------------------------------------------------------- the run
+
+
+def finetune(config: FinetuneConfig, command: Optional[list[str]] = None) -> dict:
+    """Run every seed of ``config``; write the run folder; return the summary dict."""
+    cfg = config.resolved()
+    ttype: TaskType = TASK_TYPES.get(cfg.task_type)
+    out = check_out_dir(cfg)
+    started = time.time()
+    with _threads(cfg.threads):
+        # load the encoder once before reading data or training: a bad --init fails here
+        _, init = build_encoder(cfg.init, num_layers=cfg.num_layers, emb_dim=cfg.emb_dim, jk=cfg.jk,
+                                dropout=float(cfg.dropout), progress=cfg.progress, hydrogens=cfg.hydrogens)
+        problem = build_problem(cfg)
+        pooling = cfg.pooling or init.config.get("pooling", "mean")
+        for seed in cfg.seeds:  # a split that cannot be made (empty part) fails before training too
+            problem.parts(seed)
+        out.mkdir(parents=True, exist_ok=True)
+        _clear_outputs(out)
+        method = cfg.method or init.method
+        write_json(out / "config.json", {
+            "format": RUN_FORMAT, "config": cfg.to_dict(), "task_type": ttype.__dict__, "pooling": pooling,
+            "method": method, "init": init.to_dict(), "versions": _versions(), "command": command or [],
+            "threads": torch.get_num_threads(),
+        })
+        write_skipped_tsv(out / "skipped.tsv", problem.skipped)
+        results = []
+        for seed in cfg.seeds:
+            result, init = _train_seed(cfg, problem, ttype, seed, pooling, out)
+            results.append(result)
+            _write_metrics(out / "metrics.csv", [r for res in results for r in res.rows])
+        threads = torch.get_num_threads()
+
+    summary = {
+        "format": RUN_FORMAT,
+        "task": cfg.task_name,
+        "task_type": ttype.name,
+        "metric": ttype.metric,
+        "higher_is_better": ttype.higher_is_better,
+        "method": method,
+        "seeds": list(cfg.seeds),
+        "epochs": cfg.epochs,
+        "result": {
+            "test_at_best_valid": _stats([r.summary["test_at_best_valid"][ttype.metric] for r in results]),
+            "test_at_last_epoch": _stats([r.summary["test_at_last_epoch"][ttype.metric] for r in results]),
+            "valid_at_best": _stats([r.summary["valid_at_best"][ttype.metric] for r in results]),
+        },
+        "metrics": {
+            m: {
+                "test_at_best_valid": _stats([r.summary["test_at_best_valid"][m] for r in results]),
+                "test_at_last_epoch": _stats([r.summary["test_at_last_epoch"][m] for r in results]),
+                "valid_at_best": _stats([r.summary["valid_at_best"][m] for r in results]),
+            }
+            for m in ttype.metrics
+        },
+        "std": "population standard deviation over seeds (ddof=0)",
+        "per_seed": [r.summary for r in results],
+        "dataset": problem.summary(),
+        "split": cfg.split,
+        "init": init.to_dict(),
+        "pooling": pooling,
+        "protocol": {k: getattr(cfg, k) for k in ("split_fractions", "dropout", "head", "epochs", "batch_size", "lr",
+                                                 "weight_decay", "encoder_lr_scale", "freeze_encoder", "standardize")},
+        "timing": {"seconds": round(time.time() - started, 2), "threads": threads},
+        "versions": _versions(),
+    }
+    _plot(out / "learning_curve.png", results, ttype, summary)
+    write_json(out / SUMMARY_FILE, summary)
+    return summary
+
+
+RUN_FILES = (SUMMARY_FILE, "config.json", "metrics.csv", "learning_curve.png", "skipped.tsv")
+SEED_FILES = ("split.json", "best_model.pt")
+
+
+def _clear_outputs(out: Path) -> None:
+    """Remove the files an earlier run wrote to ``out`` (and nothing else)."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    for seed_dir in out.glob("seed_*"):
+        if seed_dir.is_dir():
+            for name in SEED_FILES:
+                (seed_dir / name).unlink(missing_ok=True)
+            try:
+                seed_dir.rmdir()
+            except OSError:
+                pass  # holds files of the user's: leave it
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    columns: list[str] = []
+    for row in rows:
+        for k in row:
+            if k not in columns:
+                columns.append(k)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    _write_atomic(path, buf.getvalue().encode())
+
+
+def _plot(path: Path, results: list[SeedResult], ttype: TaskType, summary: dict) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4.2))
+    FigureCanvasAgg(fig)
+    ax_loss, ax_metric = fig.subplots(1, 2)
+    colors = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"]
+    m = ttype.metric
+    for i, res in enumerate(results):
+        c = colors[i % len(colors)]
+        epochs = [r["epoch"] for r in res.rows]
+        ax_loss.plot(epochs, [r["train_loss"] for r in res.rows], color=c, label=f"seed {res.seed}")
+        ax_metric.plot(epochs, [r[f"valid_{m}"] for r in res.rows], color=c, linestyle="--", label=f"valid, seed {res.seed}")
+        ax_metric.plot(epochs, [r[f"test_{m}"] for r in res.rows], color=c, label=f"test, seed {res.seed}")
+        ax_metric.axvline(res.best_epoch, color=c, alpha=0.3, linewidth=1)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel(f"training loss ({ttype.loss})")
+    ax_loss.set_title("training loss")
+    ax_loss.grid(alpha=0.3)
+    ax_loss.legend(fontsize=8)
+    ax_metric.set_xlabel("epoch")
+    ax_metric.set_ylabel(m)
+    res_best = summary["result"]["test_at_best_valid"]
+    ax_metric.set_title(f"{summary['task']} / {summary['method']}: test {m} at best valid "
+                        f"{res_best['mean']:.3f} ({res_best['std']:.3f}); vertical = best epoch", fontsize=9)
+    ax_metric.grid(alpha=0.3)
+    ax_metric.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    _write_atomic(path, buf.getvalue())
+
+
+def load_finetuned(path: str | os.PathLike):
+    """Rebuild a model saved with ``save_model`` (``seed_<s>/best_model.pt``): returns
+    ``(model in eval mode, payload)``. Molecule tasks only."""
+    from finetune.model import FinetuneModel
+    from graphmvp.models import GIN
+
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise FinetuneError(f"{path}: not a fine-tuned model file ({MODEL_FORMAT})")
+    ec = payload["encoder_config"]
+    gin = GIN(num_layers=ec["num_layers"], emb_dim=ec["emb_dim"], jk=ec.get("jk", "last"),
+              num_atom_type=ec.get("num_atom_type", 120), num_chirality=ec.get("num_chirality", 3))
+    model = FinetuneModel(gin, payload["num_tasks"], pooling=payload["pooling"], head=payload["head"],
+                          head_hidden=payload.get("head_hidden"))
+    model.load_state_dict(payload["state_dict"])
+    return model.eval(), payload
+
+
+__all__ = ["NonFiniteLoss", "RUN_FORMAT", "SUMMARY_FILE", "finetune", "load_finetuned", "write_json"]

@@ -1,0 +1,159 @@
+"""DeepDTA loaders on small files written here in DeepDTA's layout (including a Python-2 style
+pickle that only loads with encoding='latin1'), protein encoding, and a tiny DTA run."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import pickle
+import struct
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from finetune.config import FinetuneConfig
+from finetune.dta import DTAModel, encode_dta, encode_protein, load_deepdta, validation_split
+from finetune.errors import FinetuneError
+from finetune.problems import DTAProblem
+from finetune.trainer import finetune
+from graphmvp.models import GIN
+
+
+class Py2Pickler(pickle._Pickler):
+    """Writes ``bytes`` as Python 2 ``str`` opcodes (SHORT_BINSTRING / BINSTRING), as the pickles
+    in DeepDTA's repository do: Python 3 reads them only with ``encoding='latin1'``."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_bytes(self, obj):
+        n = len(obj)
+        self.write((pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_bytes
+
+
+def py2_pickle(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Py2Pickler(buf, protocol=2).dump(array)
+    return buf.getvalue()
+
+
+LIGANDS = OrderedDict([("11314340", "CCO"), ("24889392", "c1ccccc1N"), ("5291", "CC(=O)Nc1ccc(O)cc1")])
+PROTEINS = OrderedDict([("AAK1", "MKKFFDSRREQ"), ("ABL1", "MLEICLKLVGCKSKKGLSSSSSCYLEEALQRPVASDFEPQGLSEAARWNSKENLLAGPSENDPNLFVALYDFVASGDNTLSITKGEKLRVLGYNHNGEWCEAQTKNGQGWVPSNYITPVN"),
+                        ("ABL2", "JMGQQVGRVGEAPGLQQPQPRGIRGSSAARPSGRRRDPAGRTTETGFNIFTQHDHFASCVEDGFEGDKTGGSSPEALHRPYGCDVEPQALNEAIRWSSKENLLGATESDPNLFVALYDFVASGDNTLSITKGEKLRVLGYNQNGEWSEVRSKNGQGWVPSNYITPVNSLEKHSWYHGPVSRSAAEYLLSSLINGSFLVRESESSPGQLSISLRYEGRVYHYRINTTADGKVYVTAESRFSTLAELVHHHSTVADGLVTTLHYPAPKCNKPTVYGVSPIHDKWEMERTDITMKHKLGGGQYGEVYVGVWKKYSLTVAVKTLKEDTMEVEEFLKEAAVMKEIKHPNLVQLLGVCTLEPPFYIVTEYMPYGNLLDYLRECNREEVTAVVLLYMATQISSAMEYLEKKNFIHRDLAARNCLVGENHVVKVADFGLSRLMTGDTYTAHAGAKFPIKWTAPESLAYNTFSIKSDVWAFGVLLWEIATYGMSPYPGIDLSQVYDLLEKGYRMEQPEGCPPKVYELMRACWKWSPADRPSFAETHQAFETMFHDSSISEEVAEELGRAASSSSVVPYLPRLPILPSKTRTLKKQVENKENIEGAQDATENSASSLAPGFIRGAQASSGSPALPRKQRDKSPSSLLEDAKETCFTRDRKGGFFSSFMKKRNAPTPPKRSSSFREMENQPHKKYELTGNFSSVASLQHADGFSFTPAQQEANLVPPKCYGGSFAQRNLCNDDGGGGGGSGTAGGGWSGITGFFTPRLIKKTLGLRAGKPTASDDTSKPFPRSNSTSSMSSGLPEQDRMAMTLPRNCQRSKLQLERTVSTSSQPEENVDRANDMLPKKSEESAAPSRERPKAKLLPRGATALPLRTPSGDLAITEKDPPGVGVAGVAAAPKGKEKNGGARLGMAGVPEDGEQPGWPSPAKAAPVLPTTHNHKVPVLISPTLKHTPADVQLIGTDSQGNKFKLLSEHQVTSSGDKDRPRRVKPKCAPPPPPVMRLLQHPSICSDPTEEPTALTAGQSTSETQEGGKKAALGAVPISGKAGRPVMPPPQVPLPTSSISPAKMANGTAGTKVALRKTKQAAEKISADKISKEALLECADLLSSALTEPVPNSQLVDTGHQLLDYCSGYVDCIPQTRNKFAFREAVSKLELSLQELQVSSAAAGVPGTNPVLNNLLSCVQEISDVVQR")])
+# Kd in nM, drugs x proteins
+KD = np.array([[10000.0, 1.0, 5.0], [10000.0, 100.0, 2500.0], [0.1, 10000.0, 42.0]])
+
+
+def write_deepdta(folder: Path, y: np.ndarray, train_folds, test_fold) -> Path:
+    (folder / "folds").mkdir(parents=True)
+    (folder / "ligands_can.txt").write_text(json.dumps(LIGANDS))
+    (folder / "proteins.txt").write_text(json.dumps(PROTEINS))
+    (folder / "Y").write_bytes(py2_pickle(y))
+    (folder / "folds" / "train_fold_setting1.txt").write_text(json.dumps(train_folds))
+    (folder / "folds" / "test_fold_setting1.txt").write_text(json.dumps(test_fold))
+    return folder
+
+
+@pytest.fixture
+def davis(tmp_path) -> Path:
+    return write_deepdta(tmp_path / "davis", KD, [[0, 1], [2, 3], [4], [5, 6], [7]], [8])
+
+
+def test_the_pickle_needs_latin1():
+    data = py2_pickle(KD)
+    with pytest.raises(UnicodeDecodeError):
+        pickle.loads(data)
+    np.testing.assert_array_equal(pickle.loads(data, encoding="latin1"), KD)
+
+
+def test_davis_loader_pairs_labels_and_folds(davis):
+    d = load_deepdta(davis, "pkd")
+    assert d.drug_ids == list(LIGANDS) and d.protein_ids == list(PROTEINS)
+    assert d.drug_smiles[2] == "CC(=O)Nc1ccc(O)cc1"
+    # no NaN in Davis: pairs in row-major order, label pKd = -log10(Kd / 1e9)
+    assert d.num_pairs == 9
+    assert d.pair_drug.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert d.pair_protein.tolist() == [0, 1, 2, 0, 1, 2, 0, 1, 2]
+    assert d.pair_label[0] == pytest.approx(5.0)       # 10 uM
+    assert d.pair_label[1] == pytest.approx(9.0)       # 1 nM
+    assert d.pair_label[6] == pytest.approx(10.0)      # 0.1 nM
+    assert d.pair_label[8] == pytest.approx(-math.log10(42e-9))
+    assert [f.tolist() for f in d.train_folds] == [[0, 1], [2, 3], [4], [5, 6], [7]]
+    assert d.test_fold.tolist() == [8]
+
+
+def test_kiba_nan_entries_are_skipped_and_folds_index_the_measured_pairs(tmp_path):
+    y = np.array([[11.1, np.nan, 12.3], [np.nan, 10.0, np.nan], [13.5, 11.9, np.nan]])
+    folder = write_deepdta(tmp_path / "kiba", y, [[0], [1], [2], [3], []], [4])
+    d = load_deepdta(folder, "none")
+    # measured pairs in np.where order: (0,0) (0,2) (1,1) (2,0) (2,1)
+    assert list(zip(d.pair_drug.tolist(), d.pair_protein.tolist())) == [(0, 0), (0, 2), (1, 1), (2, 0), (2, 1)]
+    np.testing.assert_allclose(d.pair_label, [11.1, 12.3, 10.0, 13.5, 11.9], rtol=1e-6)
+    test_pair = d.test_fold[0]
+    assert (d.pair_drug[test_pair], d.pair_protein[test_pair]) == (2, 1)
+
+
+def test_loader_errors(tmp_path, davis):
+    bad = write_deepdta(tmp_path / "bad", KD, [[0, 1], [99]], [2])
+    with pytest.raises(FinetuneError, match="pair index 99 outside 0..8"):
+        load_deepdta(bad)
+    (davis / "Y").write_bytes(py2_pickle(KD[:2]))
+    with pytest.raises(FinetuneError, match="Y has shape \\[2, 3\\] but there are 3 drugs and 3 proteins"):
+        load_deepdta(davis)
+    with pytest.raises(FinetuneError, match="not a folder"):
+        load_deepdta(tmp_path / "nowhere")
+
+
+def test_validation_split_is_seeded_20_percent_of_the_training_folds():
+    folds = [np.arange(0, 10), np.arange(10, 20), np.arange(20, 30), np.arange(30, 40), np.arange(40, 50)]
+    train, valid = validation_split(folds, seed=3)
+    assert len(valid) == 10 and len(train) == 40
+    assert sorted(np.concatenate([train, valid]).tolist()) == list(range(50))
+    again, _ = validation_split(folds, seed=3)
+    other, _ = validation_split(folds, seed=4)
+    assert np.array_equal(train, again) and not np.array_equal(train, other)
+
+
+def test_protein_encoding():
+    tokens, unknown = encode_protein("ACDzJ", length=8)
+    # A=1 C=3 D=4 Z=25 (lower case accepted); J is outside the alphabet -> 0 and counted
+    assert tokens.tolist() == [1, 3, 4, 25, 0, 0, 0, 0] and unknown == 1
+    long, _ = encode_protein("M" * 1500)
+    assert long.shape == (1000,) and set(long.tolist()) == {12}
+
+
+@pytest.mark.parametrize("protein_encoder", ["graphdta", "cnn"])
+def test_eval_predictions_equal_a_per_pair_forward(davis, protein_encoder):
+    torch.manual_seed(0)
+    data = load_deepdta(davis, "pkd")
+    enc = encode_dta(data, length=64)
+    cfg = FinetuneConfig(task="davis", protein_length=64, protein_encoder=protein_encoder).resolved()
+    problem = DTAProblem(data, enc, cfg)
+    model = DTAModel(GIN(num_layers=2, emb_dim=16), protein_encoder=protein_encoder, length=64).eval()
+    idx = np.arange(data.num_pairs)
+    with torch.no_grad():
+        fast = problem.predict(model, idx, 4, {}, "all")
+        (g, tokens), y = enc.batch(data, idx)
+        direct = model(g, tokens).numpy()
+    np.testing.assert_allclose(fast, direct, rtol=1e-5, atol=1e-6)
+    assert y.shape == (9, 1)
+
+
+def test_tiny_dta_run_reports_all_metrics(davis, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHMVP_HOME", str(tmp_path / "home"))
+    cfg = FinetuneConfig(task="davis", data_file=str(davis), epochs=2, batch_size=4, num_layers=2, emb_dim=16,
+                         protein_length=64, seeds=(0,), out=str(tmp_path / "run"), progress=False, threads=1)
+    summary = finetune(cfg)
+    assert summary["task_type"] == "dta" and summary["metric"] == "mse"
+    assert set(summary["metrics"]) == {"mse", "rmse", "ci", "pearson", "spearman"}
+    seed = summary["per_seed"][0]
+    # 8 training-fold pairs: 20% (2) for validation; test = the test fold
+    assert seed["split"]["sizes"] == {"train": 6, "valid": 2, "test": 1}
+    assert summary["dataset"]["pairs"] == 9 and summary["dataset"]["drugs"] == 3
+    assert seed["test_at_best_valid"]["rmse"] == pytest.approx(math.sqrt(seed["test_at_best_valid"]["mse"]))

@@ -1,0 +1,148 @@
+"""End to end: a tiny GraphMVP pretraining run, then ``graphmvp-finetune`` on the real FreeSolv file
+(``../shared/data/freesolv.csv``) for 2 seeds; every output is written, the pretrained weights are
+really loaded, a mismatched checkpoint fails cleanly, and the table command reads the runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from finetune.cli import main
+from finetune.trainer import load_finetuned
+
+SMILES = ["CCO", "CC(=O)O", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "CCN(CC)CC", "CC(C)Cc1ccc(C(C)C(=O)O)cc1",
+          "OCC(O)CO", "COc1ccccc1", "CC#N", "Nc1ccccc1C(=O)O"]
+
+
+@pytest.fixture(scope="module")
+def freesolv(shared_data) -> Path:
+    path = shared_data / "freesolv.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
+@pytest.fixture(scope="module")
+def pretrain_run(tmp_path_factory) -> Path:
+    """GraphMVP preset (EBM-NCE + VRR, 2D + 3D), GIN 2 x 16, one epoch on 10 molecules x 2 conformers."""
+    from geom_prep.config import PrepConfig
+    from geom_prep.pipeline import prepare
+    from graphmvp.pretrain import pretrain, resolve_config
+
+    root = tmp_path_factory.mktemp("pretrain")
+    (root / "mols.csv").write_text("SMILES\n" + "\n".join(SMILES) + "\n")
+    prepare(PrepConfig(input=str(root / "mols.csv"), output=str(root / "mols.h5"), n_conf=2, gen_confs=2, workers=1))
+    pretrain(resolve_config("graphmvp", store=str(root / "mols.h5"), out=str(root / "run"), epochs=1, batch_size=4,
+                            num_layers=2, emb_dim=16, schnet_filters=16, schnet_interactions=1, schnet_gaussians=10,
+                            progress=False, threads=1))
+    assert (root / "run" / "model_2d.pt").is_file()
+    return root / "run"
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("GRAPHMVP_HOME", str(tmp_path_factory.getbasetemp() / "gmvp_home"))
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    rc = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def test_finetune_from_a_pretraining_run_writes_everything(freesolv, pretrain_run, tmp_path, capsys):
+    out = tmp_path / "graphmvp"
+    rc, stdout, stderr = run_cli(capsys, "--task", "freesolv", "--data-file", freesolv, "--init", pretrain_run,
+                                 "--seeds", 0, 1, "--epochs", 3, "--batch-size", 64, "--out", out, "--threads", 1,
+                                 "--no-progress")
+    assert rc == 0, stderr
+    assert "freesolv / graphmvp: test rmse at best validation epoch" in stdout
+    for name in ("config.json", "summary.json", "metrics.csv", "learning_curve.png", "skipped.tsv",
+                 "seed_0/split.json", "seed_1/split.json"):
+        assert (out / name).is_file(), name
+    assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "graphmvp" and summary["seeds"] == [0, 1] and summary["metric"] == "rmse"
+    assert summary["dataset"]["rows"] == 642 and summary["dataset"]["molecules"] == 642
+    assert summary["init"]["config"]["emb_dim"] == 16 and summary["init"]["path"].endswith("model_2d.pt")
+    assert any("explicit hydrogens" in w for w in summary["init"]["warnings"])
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [(r["seed"], r["epoch"]) for r in rows] == [("0", "1"), ("0", "2"), ("0", "3"), ("1", "1"), ("1", "2"), ("1", "3")]
+    for key in ("test_at_best_valid", "test_at_last_epoch"):
+        stats = summary["result"][key]
+        assert len(stats["values"]) == 2
+        assert stats["mean"] == pytest.approx(sum(stats["values"]) / 2)
+    for s, per_seed in zip((0, 1), summary["per_seed"]):
+        seed_rows = [r for r in rows if r["seed"] == str(s)]
+        best = per_seed["best_epoch"]
+        valid = [float(r["valid_rmse"]) for r in seed_rows]
+        assert valid[best - 1] == pytest.approx(min(valid), rel=1e-5)  # first epoch with the lowest valid RMSE
+        assert per_seed["test_at_best_valid"]["rmse"] == pytest.approx(float(seed_rows[best - 1]["test_rmse"]), rel=1e-5)
+        assert per_seed["test_at_last_epoch"]["rmse"] == pytest.approx(float(seed_rows[-1]["test_rmse"]), rel=1e-5)
+        assert per_seed["split"]["sizes"] == {"train": 513, "valid": 64, "test": 65}
+    split = json.loads((out / "seed_0" / "split.json").read_text())
+    assert split == json.loads((out / "seed_1" / "split.json").read_text())  # the scaffold split is deterministic
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["dropout"] == 0.2 and config["config"]["lr"] == 1e-3 and config["pooling"] == "mean"
+
+    # a baseline run and the table of both
+    base = tmp_path / "scratch"
+    rc, _, stderr = run_cli(capsys, "--task", "freesolv", "--data-file", freesolv, "--num-layers", 2, "--emb-dim", 16,
+                            "--seeds", 0, 1, "--epochs", 1, "--out", base, "--threads", 1, "--no-progress")
+    assert rc == 0, stderr
+    rc, table, _ = run_cli(capsys, "table", out, base)
+    assert rc == 0
+    lines = table.splitlines()
+    assert lines[0].split() == ["method", "freesolv"]
+    gm = summary["result"]["test_at_best_valid"]
+    assert lines[2].split()[0] == "graphmvp" and lines[2].split()[1] == f"{gm['mean']:.3f}({gm['std']:.3f})"
+    assert lines[3].startswith("no pretraining")
+    rc, table_last, _ = run_cli(capsys, "table", "--epoch", "last", out)
+    last = summary["result"]["test_at_last_epoch"]
+    assert f"{last['mean']:.3f}({last['std']:.3f})" in table_last and "last epoch" in table_last
+
+
+def test_frozen_encoder_keeps_the_pretrained_weights(freesolv, pretrain_run, tmp_path, capsys):
+    out = tmp_path / "probe"
+    rc, _, stderr = run_cli(capsys, "--task", "freesolv", "--data-file", freesolv, "--init", pretrain_run,
+                            "--freeze-encoder", "--save-model", "--epochs", 2, "--batch-size", 128, "--out", out,
+                            "--threads", 1, "--no-progress")
+    assert rc == 0, stderr
+    model, payload = load_finetuned(out / "seed_0" / "best_model.pt")
+    pretrained = torch.load(pretrain_run / "model_2d.pt", weights_only=True)["state_dict"]
+    tuned = model.state_dict()
+    for key, value in pretrained.items():
+        assert torch.equal(tuned[f"molecule_model.{key}"], value), key
+    assert set(tuned) - {f"molecule_model.{k}" for k in pretrained} == {"graph_pred_linear.weight", "graph_pred_linear.bias"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["per_seed"][0]["trainable_parameters"] == 16 + 1
+
+
+def test_mismatched_checkpoints_fail_before_training(freesolv, pretrain_run, tmp_path, capsys):
+    out = tmp_path / "never"
+    rc, _, err = run_cli(capsys, "--task", "freesolv", "--data-file", freesolv, "--init", pretrain_run,
+                         "--emb-dim", 300, "--out", out)
+    assert rc == 2
+    assert err.count("\n") == 1 and "emb_dim=16 but 300 is required" in err
+    assert not out.exists()
+
+    # a file whose config disagrees with its weights
+    bad = torch.load(pretrain_run / "model_2d.pt", weights_only=True)
+    bad["config"]["num_layers"] = 5
+    torch.save(bad, tmp_path / "bad.pt")
+    rc, _, err = run_cli(capsys, "--task", "freesolv", "--data-file", freesolv, "--init", tmp_path / "bad.pt", "--out", out)
+    assert rc == 2 and err.count("\n") == 1
+    assert "num_layers=5 but the weights have layers [0, 1]" in err
+    assert not out.exists()
+
+    rc, _, err = run_cli(capsys, "--task", "freesolv", "--data-file", freesolv, "--init", tmp_path / "nothing-here", "--out", out)
+    assert rc == 2 and "neither an existing file or run folder nor a released checkpoint" in err
+    rc, _, err = run_cli(capsys, "--task", "tox22")
+    assert rc == 2 and err.strip() == ("graphmvp-finetune: error: unknown task 'tox22'; known tasks: bace, bbbp, cep, "
+                                       "clintox, davis, esol, freesolv, hiv, kiba, lipophilicity, malaria, muv, sider, "
+                                       "tox21, toxcast")
