@@ -63,7 +63,18 @@ VOLATILE_FIELDS = (
     "malloc_tuning",
 )
 
+# optimisation settings shared by GraphMVP's released runs and the Hu et al. baselines it ran
+_UPSTREAM_OPTIMISATION: dict[str, Any] = {
+    "dropout": 0.0,
+    "epochs": 100,
+    "batch_size": 256,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "neg_samples": 1,
+}
+
 _RELEASED_COMMON: dict[str, Any] = {
+    **_UPSTREAM_OPTIMISATION,
     "views": "2d3d",
     "normalize": True,
     "rr_loss": "l2",
@@ -74,25 +85,14 @@ _RELEASED_COMMON: dict[str, Any] = {
     "mask_ratio": 0.15,
     "schnet_lr_scale": 0.1,
     "to2d_lr_scale": 0.1,
-    "dropout": 0.0,
-    "epochs": 100,
-    "batch_size": 256,
-    "lr": 1e-3,
-    "weight_decay": 0.0,
-    "neg_samples": 1,
 }
 
 _HU_BASELINE: dict[str, Any] = {
+    **_UPSTREAM_OPTIMISATION,
     "views": "2d",
     "alpha3": 1.0,
     "mask_ratio": 0.0,
     "conformer_sampling": "random",  # one sample per molecule per epoch (2D views ignore conformers)
-    "dropout": 0.0,
-    "epochs": 100,
-    "batch_size": 256,
-    "lr": 1e-3,
-    "weight_decay": 0.0,
-    "neg_samples": 1,
 }
 
 #: preset name -> field values (the released settings; explicit options override them)
