@@ -21,20 +21,27 @@ def shared_data() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def zinc_csv(shared_data) -> Path:
-    path = shared_data / "zinc_moses_train.csv.gz"
+def shared_file(shared_data: Path, relative: str) -> Path:
+    """``shared_data / relative``, skipping the test with the reason when it is absent."""
+    path = shared_data / relative
     if not path.is_file():
         pytest.skip(f"{path} is absent")
     return path
 
 
 @pytest.fixture(scope="session")
+def zinc_csv(shared_data) -> Path:
+    return shared_file(shared_data, "zinc_moses_train.csv.gz")
+
+
+@pytest.fixture(scope="session")
+def freesolv(shared_data) -> Path:
+    return shared_file(shared_data, "freesolv.csv")
+
+
+@pytest.fixture(scope="session")
 def geom_sample(shared_data) -> Path:
-    path = shared_data / "geom_sample" / "rdkit_folder"
-    if not (path / "summary_drugs.json").is_file():
-        pytest.skip(f"{path}/summary_drugs.json is absent")
-    return path
+    return shared_file(shared_data, "geom_sample/rdkit_folder/summary_drugs.json").parent
 
 
 def _run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

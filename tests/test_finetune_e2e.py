@@ -19,14 +19,6 @@ SMILES = ["CCO", "CC(=O)O", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "CCN(CC)CC", "CC(
 
 
 @pytest.fixture(scope="module")
-def freesolv(shared_data) -> Path:
-    path = shared_data / "freesolv.csv"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
-    return path
-
-
-@pytest.fixture(scope="module")
 def pretrain_run(tmp_path_factory) -> Path:
     """GraphMVP preset (EBM-NCE + VRR, 2D + 3D), GIN 2 x 16, one epoch on 10 molecules x 2 conformers."""
     from geom_prep.config import PrepConfig
