@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from checkpoints.manifest import MANIFEST_FORMAT_VERSION, MANIFEST_PATH, load_manifest
+from graphmvp.io import atomic_path
 
 #: run config fields copied into the recipe (what determines the weights)
 RECIPE_FIELDS = (
@@ -127,13 +128,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     path = args.manifest
     data = json.loads(path.read_text()) if path.is_file() else {"format_version": MANIFEST_FORMAT_VERSION, "checkpoints": []}
     data["checkpoints"] = [e for e in data["checkpoints"] if e.get("name") != args.name] + [entry]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    try:
+    with atomic_path(path, fsync=True) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
         load_manifest(tmp)  # validate before replacing the manifest
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     print(f"{dest}: {facts['size']} bytes, sha256 {facts['sha256']}; manifest {path} updated ({args.name})")
     return 0
 

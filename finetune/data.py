@@ -71,6 +71,7 @@ from graphmvp.download import (
     sha256_file,
 )
 from graphmvp.features import UnsupportedMolecule, graph_features
+from graphmvp.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -516,9 +517,8 @@ def write_dataset_store(path: Path, molecules: list[Molecule], skipped: list[Ski
                         config: dict) -> None:
     """Write a featurised data set: a conformer store + the /finetune group, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-labels")
     rows = np.array([m.candidate_index for m in molecules], dtype=np.int64)
-    try:
+    with atomic_path(path) as tmp:
         write_store(tmp, molecules, skipped, config, command=["graphmvp-finetune"], n_candidates=table.num_rows)
         with h5py.File(tmp, "a") as f:
             g = f.create_group("finetune")
@@ -528,10 +528,6 @@ def write_dataset_store(path: Path, molecules: list[Molecule], skipped: list[Ski
             g.attrs["num_rows"] = table.num_rows
             if table.split_values is not None:
                 g.create_dataset("split_values", data=[table.split_values[r] for r in rows], dtype=h5py.string_dtype())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def read_dataset_store(path: Path, task_type: str, source: str) -> MolDataset:

@@ -55,6 +55,7 @@ from finetune.metrics import compute_metrics, multitask_roc_auc
 from finetune.model import EncoderInit, build_encoder, count_parameters
 from finetune.problems import batch_slices, build_problem
 from finetune.tasks import TASK_TYPES, TaskType
+from graphmvp.io import atomic_path, write_bytes_atomic
 
 log = logging.getLogger("finetune")
 
@@ -110,17 +111,8 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_json(path: Path, obj: Any) -> None:
-    _write_atomic(path, (json.dumps(obj, indent=2, default=_json_default, allow_nan=True) + "\n").encode())
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, default=_json_default, allow_nan=True) + "\n").encode())
 
 
 @contextmanager
@@ -295,14 +287,13 @@ def _train_seed(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, poolin
         result.summary["test_tasks_evaluated_at_best"] = best_row.get("test_tasks_evaluated")
     seed_dir = out / f"seed_{seed}"
     seed_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(seed_dir / "split.json", problem.split_json(seed).encode())
+    write_bytes_atomic(seed_dir / "split.json", problem.split_json(seed).encode())
     if cfg.save_model and result.best_state is not None:
         payload = {"format": MODEL_FORMAT, "state_dict": result.best_state, "epoch": result.best_epoch,
                    "encoder_config": run.init.config, "task": cfg.task_name, "num_tasks": problem.num_tasks,
                    "head": cfg.head, "head_hidden": cfg.head_hidden, "pooling": pooling}
-        tmp = seed_dir / ".best_model.pt.tmp"
-        torch.save(payload, tmp)
-        os.replace(tmp, seed_dir / "best_model.pt")
+        with atomic_path(seed_dir / "best_model.pt") as tmp:
+            torch.save(payload, tmp)
     result.summary["model_parameters"] = count_parameters(run.model)
     result.summary["trainable_parameters"] = count_parameters(run.model, trainable_only=True)
     return result, run.init
@@ -408,7 +399,7 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    _write_atomic(path, buf.getvalue().encode())
+    write_bytes_atomic(path, buf.getvalue().encode())
 
 
 def _plot(path: Path, results: list[SeedResult], ttype: TaskType, summary: dict) -> None:
@@ -442,7 +433,7 @@ def _plot(path: Path, results: list[SeedResult], ttype: TaskType, summary: dict)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    _write_atomic(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def load_finetuned(path: str | os.PathLike):

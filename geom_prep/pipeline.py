@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing as mp
-import os
 import shutil
 import sys
 import time
@@ -36,7 +35,8 @@ from geom_prep.config import PrepConfig, PrepError
 from geom_prep.exclude import load_excluded
 from geom_prep.reasons import UNEXPECTED_ERROR, Skip, is_conformer_level
 from geom_prep.sources import Candidate, Source, build_source
-from geom_prep.store_writer import concatenate_stores, write_store, write_text_atomic
+from geom_prep.store_writer import concatenate_stores, write_store
+from graphmvp.io import atomic_path, write_text_atomic
 
 log = logging.getLogger("geom_prep")
 
@@ -169,16 +169,14 @@ def assemble(
 
     If no molecule survived a whole run (not a shard, which may legitimately hold none), nothing is
     left at ``store`` and ``PrepError`` is raised (the report is still written)."""
-    tmp_store = side_file(store, ".assembling")
-    counts = concatenate_stores(inputs, tmp_store, cfg.to_dict(), command, n_candidates, max_molecules)
-    with ConformerStore(tmp_store) as s:
-        report = write_report(store, s.skipped())
-    write_text_atomic(side_file(store, ".config.json"), cfg.to_json() + "\n")
-    if counts["kept"] == 0 and not cfg.shard:
-        tmp_store.unlink()
-        top = ", ".join(f"{r} {n}" for r, n in sorted(counts["skipped"].items(), key=lambda kv: -kv[1])[:3])
-        raise PrepError(f"no molecule of {counts['candidates']} could be prepared ({top}); see {report}")
-    os.replace(tmp_store, store)
+    with atomic_path(store) as tmp_store:
+        counts = concatenate_stores(inputs, tmp_store, cfg.to_dict(), command, n_candidates, max_molecules)
+        with ConformerStore(tmp_store) as s:
+            report = write_report(store, s.skipped())
+        write_text_atomic(side_file(store, ".config.json"), cfg.to_json() + "\n")
+        if counts["kept"] == 0 and not cfg.shard:
+            top = ", ".join(f"{r} {n}" for r, n in sorted(counts["skipped"].items(), key=lambda kv: -kv[1])[:3])
+            raise PrepError(f"no molecule of {counts['candidates']} could be prepared ({top}); see {report}")
     return counts, report
 
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import h5py
 import numpy as np
 
 import graphmvp
+from graphmvp.io import atomic_path
 from graphmvp.data.store import FORMAT_VERSION, OFFSET_KEYS, Molecule, SkipRecord
 from geom_prep.reasons import is_conformer_level
 
@@ -47,24 +46,6 @@ SKIP_DATASETS = {
     "skipped/detail": STR,
 }
 COPY_BLOCK_ROWS = 1 << 20
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 def derive_counts(n_candidates: int, n_kept: int, reasons: Sequence[str]) -> dict:

@@ -27,7 +27,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -38,6 +37,7 @@ from typing import Iterator, Sequence, Union
 from tqdm import tqdm
 
 import graphmvp
+from graphmvp.io import write_text_atomic
 
 try:  # POSIX advisory locks; on other platforms concurrent downloads are simply not serialised
     import fcntl
@@ -272,7 +272,7 @@ def record_checksum(
                 f"pass overwrite=True to replace it"
             )
         entries[key] = sha256
-        _atomic_write_text(path, json.dumps(entries, indent=2, sort_keys=True) + "\n")
+        write_text_atomic(path, json.dumps(entries, indent=2, sort_keys=True) + "\n", fsync=True)
 
 
 # ------------------------------------------------------------------------------------ internals
@@ -611,17 +611,3 @@ def _read_manifest(path: Path) -> dict[str, str]:
             f"delete it to record checksums afresh"
         )
     return data
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

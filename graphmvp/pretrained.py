@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 import graphmvp  # noqa: F401  (sets DGLBACKEND before dgl is imported)
+from graphmvp.io import atomic_path
 from graphmvp.models import ENCODERS, JK_MODES, READOUTS, build_encoder, graph_readout
 
 __all__ = [
@@ -317,12 +318,8 @@ def save_encoder_file(path: PathLike, state_dict: Mapping[str, torch.Tensor], co
         state[k] = v
     path = Path(os.fspath(path)).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save({"format": ENCODER_FORMAT, "state_dict": state, "config": cfg, **extra}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -70,6 +70,7 @@ from graphmvp.data.collate import PretrainBatch, collate
 from graphmvp.data.pretrain_dataset import PretrainDataset
 from graphmvp.data.store import ConformerStore
 from graphmvp.demo import demo_smiles_path
+from graphmvp.io import atomic_path, write_bytes_atomic
 from graphmvp.pretrain.config import ConfigError, PretrainConfig, check_inputs
 from graphmvp.pretrain.model import GraphMVPModel, StepOutput, dataset_options
 
@@ -117,20 +118,10 @@ class RunResult:
 
 
 # -- small helpers ---------------------------------------------------------------------------------
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file next to ``path``, then rename it over ``path``."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    _atomic_write_bytes(path, buffer.getvalue())
+    with atomic_path(path, fsync=True) as tmp:
+        torch.save(obj, tmp)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -422,7 +413,7 @@ class _Run:
         torch.manual_seed(cfg.seed)
         self._open_data()
         self._build()
-        _atomic_write_bytes(self.out / "config.yaml", cfg.to_yaml().encode())
+        write_bytes_atomic(self.out / "config.yaml", cfg.to_yaml().encode(), fsync=True)
         if self.state is not None:
             self._restore(self.state)
             self.state = None
@@ -602,7 +593,7 @@ class _Run:
         writer.writeheader()
         for row in self.metrics:
             writer.writerow(row)
-        _atomic_write_bytes(self.out / "metrics.csv", buffer.getvalue().encode())
+        write_bytes_atomic(self.out / "metrics.csv", buffer.getvalue().encode(), fsync=True)
 
     def _plot(self) -> None:
         if not self.metrics:
@@ -638,7 +629,7 @@ class _Run:
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=100)
-        _atomic_write_bytes(self.out / "loss_curves.png", buffer.getvalue())
+        write_bytes_atomic(self.out / "loss_curves.png", buffer.getvalue(), fsync=True)
 
 
 __all__ = [

@@ -1,0 +1,44 @@
+"""Atomic file writes: nothing half-written is ever left where a good file is expected.
+
+Every writer of the project (stores, reports, run folders, checkpoints, manifests) goes through
+:func:`atomic_path`: write a temporary file next to the target, rename it over the target only
+when the write succeeded, and remove the temporary file otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
+
+    With ``fsync`` the file's data reaches the disk before the rename (for files whose loss after
+    a power cut would cost a long run: checkpoints, manifests). On any exception, including one
+    raised by the caller inside the block to reject what it wrote, the temporary file is removed
+    and ``path`` is left as it was.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, fsync: bool = False) -> None:
+    with atomic_path(path, fsync=fsync) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, fsync: bool = False) -> None:
+    with atomic_path(path, fsync=fsync) as tmp:
+        tmp.write_text(text, encoding="utf-8")
