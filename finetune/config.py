@@ -160,7 +160,7 @@ class FinetuneConfig:
                     c.label_cols = spec.label_cols
         else:
             if c.task_type is None:
-                raise FinetuneError(f"--task-type is required for own data; allowed: classification, regression")
+                raise FinetuneError("--task-type is required for own data; allowed: classification, regression")
             if c.task_type not in TASK_TYPES or c.task_type == "dta":
                 raise FinetuneError(f"--task-type {c.task_type!r}: allowed for own data: classification, regression "
                                     "(DTA needs --task davis|kiba)")
