@@ -21,6 +21,18 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one torch thread is faster than several competing for a shared machine.
+    Opt in per module with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch  # here, so that tests without torch do not pay for importing it
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def shared_file(shared_data: Path, relative: str) -> Path:
     """``shared_data / relative``, skipping the test with the reason when it is absent."""
     path = shared_data / relative

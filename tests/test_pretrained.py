@@ -35,13 +35,7 @@ CONFIG = {"encoder": "gin", "num_layers": 3, "emb_dim": 32, "dropout": 0.0, "jk"
           "features": "hu-simple"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one torch thread is faster than several competing for a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def shipped_entry():
