@@ -70,7 +70,7 @@ from graphmvp.download import (
     record_checksum,
     sha256_file,
 )
-from graphmvp.features import UnsupportedMolecule, graph_features
+from graphmvp.features import NO_ATOMS, SmilesError, downstream_graph, parse_smiles
 from graphmvp.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -404,23 +404,23 @@ def featurise_table(table: RawTable, hydrogens: str = "drop") -> tuple[list[Mole
                 if mol is None:
                     skipped.append(SkipRecord(row, source_id, "", reasons.UNPARSABLE_RECORD, "RDKit could not read the SDF record"))
                     continue
+            elif not smi:
+                skipped.append(SkipRecord(row, source_id, smi, EMPTY_MOLECULE, "empty SMILES cell"))
+                continue
             else:
-                mol = Chem.MolFromSmiles(smi) if smi else None
-                if mol is None:
-                    reason = reasons.UNPARSABLE_SMILES if smi else EMPTY_MOLECULE
-                    skipped.append(SkipRecord(row, source_id, smi, reason, "RDKit could not parse the SMILES" if smi else "empty SMILES cell"))
+                try:
+                    mol = parse_smiles(smi)
+                except SmilesError:
+                    skipped.append(SkipRecord(row, source_id, smi, reasons.UNPARSABLE_SMILES, "RDKit could not parse the SMILES"))
                     continue
-            if mol.GetNumAtoms() == 0:
-                skipped.append(SkipRecord(row, source_id, smi, EMPTY_MOLECULE, "no atoms"))
+            try:
+                graph = downstream_graph(mol, hydrogens)
+            except SmilesError as e:
+                no_atoms = e.reason == NO_ATOMS
+                skipped.append(SkipRecord(row, source_id, smi, EMPTY_MOLECULE if no_atoms else reasons.UNSUPPORTED_MOLECULE,
+                                          "no atoms" if no_atoms else str(e)))
                 continue
             canonical = Chem.MolToSmiles(mol)
-            if hydrogens == "keep":
-                mol = Chem.AddHs(mol)
-            try:
-                graph = graph_features(mol)
-            except UnsupportedMolecule as e:
-                skipped.append(SkipRecord(row, source_id, smi, reasons.UNSUPPORTED_MOLECULE, str(e)))
-                continue
             kept.append(_molecule(graph, canonical, source_id, row))
     finally:
         lg.setLevel(RDLogger.WARNING)

@@ -41,7 +41,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
-from rdkit import Chem, RDLogger
+from rdkit import RDLogger
 from torch import Tensor, nn
 
 import graphmvp  # noqa: F401  (sets DGLBACKEND before dgl is imported)
@@ -51,7 +51,7 @@ from finetune.errors import FinetuneError
 from finetune.tasks import DEEPDTA_FILES, TaskSpec
 from graphmvp.data.collate import batch_mol_graphs
 from graphmvp.data.masking import MolGraph
-from graphmvp.features import UnsupportedMolecule, graph_features
+from graphmvp.features import UNSUPPORTED, SmilesError, downstream_graph, parse_smiles
 from graphmvp.models import graph_readout
 from graphmvp.registry import Registry
 
@@ -260,18 +260,14 @@ def encode_dta(data: DTAData, length: int = PROTEIN_LENGTH, hydrogens: str = "dr
     lg.setLevel(RDLogger.CRITICAL)
     try:
         for i, smi in enumerate(data.drug_smiles):
-            mol = Chem.MolFromSmiles(smi) if smi else None
-            if mol is None or mol.GetNumAtoms() == 0:
-                graphs.append(None)
-                skipped.append({"drug": data.drug_ids[i], "smiles": smi, "reason": "unparsable_smiles"})
-                continue
-            if hydrogens == "keep":
-                mol = Chem.AddHs(mol)
             try:
-                f = graph_features(mol)
-            except UnsupportedMolecule as e:
+                f = downstream_graph(parse_smiles(smi or ""), hydrogens)
+            except SmilesError as e:
                 graphs.append(None)
-                skipped.append({"drug": data.drug_ids[i], "smiles": smi, "reason": "unsupported_molecule", "detail": str(e)})
+                if e.reason == UNSUPPORTED:
+                    skipped.append({"drug": data.drug_ids[i], "smiles": smi, "reason": "unsupported_molecule", "detail": str(e)})
+                else:  # unparsable, or no atoms
+                    skipped.append({"drug": data.drug_ids[i], "smiles": smi, "reason": "unparsable_smiles"})
                 continue
             graphs.append(MolGraph(atom=f.atom_features, edge_index=f.edge_index, bond=f.edge_features))
     finally:

@@ -119,3 +119,46 @@ def graph_features(mol: Chem.Mol) -> GraphFeatures:
     z, af = atom_features(mol)
     ei, ef = bond_features(mol)
     return GraphFeatures(atomic_num=z, atom_features=af, edge_index=ei, edge_features=ef)
+
+
+class SmilesError(ValueError):
+    """A SMILES that gives no graph; ``reason`` is one of the keys below, the message says why."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+UNPARSABLE = "unparsable_smiles"
+NO_ATOMS = "no_atoms"
+UNSUPPORTED = "unsupported_molecule"
+
+
+def parse_smiles(smiles: str) -> Chem.Mol:
+    """RDKit's molecule of ``smiles`` (RDKit's own log kept quiet; the error says why)."""
+    from rdkit import rdBase
+
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        raise SmilesError(UNPARSABLE, "RDKit cannot parse it")
+    return mol
+
+
+def downstream_graph(mol: Chem.Mol, hydrogens: str = "drop") -> GraphFeatures:
+    """The graph of a molecule read from SMILES/SDF, as fine-tuning and ``embed`` see it.
+
+    ``hydrogens="drop"`` keeps the atoms of the SMILES (upstream's downstream graphs);
+    ``"keep"`` adds explicit hydrogens as atoms (as in GEOM-style pretraining graphs). Raises
+    :class:`SmilesError` for a molecule without atoms or one the features cannot express.
+    """
+    if hydrogens not in ("keep", "drop"):
+        raise ValueError(f"hydrogens={hydrogens!r}; allowed: keep, drop")
+    if mol.GetNumAtoms() == 0:
+        raise SmilesError(NO_ATOMS, "the molecule has no atoms")
+    if hydrogens == "keep":
+        mol = Chem.AddHs(mol)
+    try:
+        return graph_features(mol)
+    except UnsupportedMolecule as e:
+        raise SmilesError(UNSUPPORTED, str(e)) from None

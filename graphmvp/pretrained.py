@@ -357,27 +357,14 @@ def featurize_smiles(smiles: str, hydrogens: str):
     ``"drop"`` keeps the heavy atoms only. Raises ``ValueError`` with the reason for a SMILES that
     RDKit cannot parse, an empty molecule, or atoms/bonds the features cannot express.
     """
-    from rdkit import Chem, rdBase
-
     from graphmvp.data.masking import MolGraph
-    from graphmvp.features import UnsupportedMolecule, graph_features
+    from graphmvp.features import downstream_graph, parse_smiles
 
     if hydrogens not in HYDROGEN_MODES:
         raise ValueError(f"hydrogens={hydrogens!r}; allowed: {', '.join(HYDROGEN_MODES)}")
     if not isinstance(smiles, str):
         raise ValueError(f"not a string: {smiles!r}")
-    with rdBase.BlockLogs():  # the reason is reported here; keep RDKit's own log quiet
-        mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        raise ValueError("RDKit cannot parse it")
-    if mol.GetNumAtoms() == 0:
-        raise ValueError("the molecule has no atoms")
-    if hydrogens == "keep":
-        mol = Chem.AddHs(mol)
-    try:
-        f = graph_features(mol)
-    except UnsupportedMolecule as e:
-        raise ValueError(str(e)) from None
+    f = downstream_graph(parse_smiles(smiles), hydrogens)  # SmilesError is a ValueError with the reason
     return MolGraph(atom=f.atom_features, edge_index=f.edge_index, bond=f.edge_features)
 
 

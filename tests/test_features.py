@@ -97,3 +97,20 @@ def test_unsupported_molecules_raise(smiles, what):
     with pytest.raises(UnsupportedMolecule, match=what):
         graph_features(mol)
     assert issubclass(UnsupportedMolecule, ValueError)
+
+
+def test_downstream_graph_of_a_smiles():
+    """The graph fine-tuning and embed() use: the SMILES' atoms, or with explicit hydrogens."""
+    from graphmvp.features import NO_ATOMS, UNPARSABLE, UNSUPPORTED, SmilesError, downstream_graph, parse_smiles
+
+    heavy = downstream_graph(parse_smiles("CCO"))
+    assert heavy.atomic_num.tolist() == [6, 6, 8]
+    with_h = downstream_graph(parse_smiles("CCO"), hydrogens="keep")
+    assert with_h.atomic_num.tolist() == [6, 6, 8] + [1] * 6
+    assert with_h.num_edges == 2 * 8  # 2 heavy bonds + 6 C-H/O-H bonds, both directions
+    for smiles, reason in (("C1CC", UNPARSABLE), ("", NO_ATOMS), ("*C", UNSUPPORTED)):
+        with pytest.raises(SmilesError) as err:
+            downstream_graph(parse_smiles(smiles))
+        assert err.value.reason == reason
+    with pytest.raises(ValueError, match="hydrogens"):
+        downstream_graph(parse_smiles("C"), hydrogens="some")
