@@ -16,8 +16,8 @@ Graph conventions (the project's contract):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Sequence
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -47,6 +47,10 @@ class PretrainBatch:
     ``cp_center`` int64 [B'] (node ids in ``cp_substruct``), ``cp_overlap_index`` int64 [n_ov]
     (node ids in ``cp_context``), ``cp_overlap_segment`` int64 [n_ov] (pair 0..B'-1 of each
     overlap atom), ``cp_sample`` int64 [B'] (position in this batch of each pair's sample).
+
+    ``extras``: transform name -> the batch form of its per-sample payloads (see
+    :class:`graphmvp.data.pretrain_dataset.SampleTransform`); ``layout``: where each sample's
+    nodes and edges start in ``graph_2d``.
     """
 
     graph_2d: dgl.DGLGraph
@@ -65,6 +69,8 @@ class PretrainBatch:
     cp_overlap_index: torch.Tensor | None = None
     cp_overlap_segment: torch.Tensor | None = None
     cp_sample: torch.Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    layout: "BatchLayout | None" = None
 
     @property
     def batch_size(self) -> int:
@@ -79,8 +85,43 @@ class PretrainBatch:
                 value = value.to(device, non_blocking=non_blocking)
             elif isinstance(value, torch.Tensor):
                 value = value.to(device, non_blocking=non_blocking)
+            elif f.name == "extras":
+                value = {k: _to_device(v, device, non_blocking) for k, v in value.items()}
             moved[f.name] = value
         return PretrainBatch(**moved)
+
+
+def _to_device(value: Any, device, non_blocking: bool) -> Any:
+    """``value`` with its tensors and graphs on ``device`` (tensors, DGL graphs, dataclasses,
+    dicts, lists and tuples of them; anything else is returned as is)."""
+    if isinstance(value, (torch.Tensor, dgl.DGLGraph)):
+        return value.to(device, non_blocking=non_blocking)
+    if is_dataclass(value) and not isinstance(value, type):
+        return replace(value, **{f.name: _to_device(getattr(value, f.name), device, non_blocking) for f in fields(value)})
+    if isinstance(value, dict):
+        return {k: _to_device(v, device, non_blocking) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(v, device, non_blocking) for v in value)
+    return value
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """Where each of the B samples lies in the batched 2D graph.
+
+    ``num_nodes`` / ``num_edges`` int64 [B]: atoms and directed edges per sample;
+    ``node_offset`` / ``edge_offset`` int64 [B]: the batch id of each sample's first atom / edge
+    (add them to a sample's local ids). numpy arrays (collation happens in numpy).
+    """
+
+    num_nodes: np.ndarray
+    num_edges: np.ndarray
+    node_offset: np.ndarray
+    edge_offset: np.ndarray
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.num_nodes.shape[0])
 
 
 def _long(arrays: Sequence[np.ndarray], width: int | None = None) -> torch.Tensor:
@@ -147,6 +188,13 @@ def _same_parts(samples: Sequence[PretrainSample]) -> None:
     first = samples[0]
     parts = ("pos", "attrmask", "context")
     want = tuple(getattr(first, p) is not None for p in parts)
+    extras = sorted(first.extras)
+    for b, s in enumerate(samples):
+        if sorted(s.extras) != extras:
+            raise ValueError(
+                f"sample {b} of the batch has transform payloads {sorted(s.extras)}, sample 0 has {extras}: "
+                "all samples of a batch must come from one dataset configuration"
+            )
     for b, s in enumerate(samples):
         have = tuple(getattr(s, p) is not None for p in parts)
         if have != want:
@@ -183,6 +231,8 @@ def collate(samples: Sequence[PretrainSample]) -> PretrainBatch:
         conf_index=torch.tensor([s.conf_index for s in samples], dtype=torch.int64),
     )
     node_offset = _offsets(num_nodes)
+    num_edges = np.array([g.num_edges for g in graphs], dtype=np.int64)
+    batch.layout = BatchLayout(num_nodes, num_edges, node_offset, _offsets(num_edges))
 
     if samples[0].pos is not None:
         batch.graph_3d = batch_graphs(
@@ -202,7 +252,7 @@ def collate(samples: Sequence[PretrainSample]) -> PretrainBatch:
         batch.attrmask_index = torch.from_numpy(_shifted([m.index for m in masks], counts, node_offset))
         batch.attrmask_label = _long([m.label for m in masks])
         if masks[0].bond is not None:
-            edge_offset = _offsets(np.array([g.num_edges for g in graphs], dtype=np.int64))
+            edge_offset = batch.layout.edge_offset
             ecounts = np.array([m.edge_index.shape[0] for m in masks], dtype=np.int64)
             batch.attrmask_bond = _long([m.bond for m in masks], 2)
             batch.attrmask_edge_index = torch.from_numpy(
@@ -222,4 +272,13 @@ def collate(samples: Sequence[PretrainSample]) -> PretrainBatch:
         n_ov = np.array([p.overlap.shape[0] for p in pairs], dtype=np.int64)
         batch.cp_overlap_index = torch.from_numpy(_shifted([p.overlap for p in pairs], n_ov, ctx_offset))
         batch.cp_overlap_segment = torch.from_numpy(np.repeat(np.arange(len(pairs), dtype=np.int64), n_ov))
+
+    for name in samples[0].extras:
+        payloads = [s.extras[name] for s in samples]
+        collate_payloads = getattr(type(payloads[0]), "collate", None)
+        if collate_payloads is None:
+            raise TypeError(
+                f"transform {name!r}: its payload type {type(payloads[0]).__name__} has no collate(payloads, layout)"
+            )
+        batch.extras[name] = collate_payloads(payloads, batch.layout)
     return batch

@@ -22,7 +22,11 @@ Per sample
     3. for ``"2d3d"``, the 3D view holds their atomic numbers and positions in the chosen
        conformer and the radius-neighbour edges computed on those positions alone
        (:func:`graphmvp.data.neighbors.radius_neighbors`, cutoff / nearest ``max_neighbors``);
-    4. optional AttrMask and ContextPred inputs are cut from the masked 2D graph.
+    4. optional AttrMask and ContextPred inputs are cut from the masked 2D graph;
+    5. each :class:`SampleTransform` of ``transforms`` (the inputs of further 2D tasks: GraphCL
+       views, masked-prediction targets, ...) adds its payload under its ``name`` in
+       ``sample.extras``, in the order given, drawing from the same generator after the draws
+       above (so adding a transform never changes the other parts of a sample).
 
 Samples are small numpy containers (:class:`PretrainSample`); :func:`graphmvp.data.collate.collate`
 concatenates them into one batched DGL graph per view (faster than one DGL graph per sample and
@@ -34,8 +38,8 @@ instead would add ~1 ms per sample.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -48,6 +52,39 @@ VIEWS = ("2d3d", "2d")
 CONFORMER_SAMPLING = ("all", "random")
 
 
+@dataclass(frozen=True)
+class SampleInfo:
+    """What a :class:`SampleTransform` may know about the sample besides its graph.
+
+    ``molecule``: the full :class:`~graphmvp.data.store.Molecule` (all atoms, before the subgraph
+    mask); ``kept_atoms`` [n] int64: ids in ``molecule`` of the atoms of the (masked) graph, in the
+    graph's order; ``epoch``: the dataset's current epoch (0-based).
+    """
+
+    mol_index: int
+    conf_index: int
+    kept_atoms: np.ndarray
+    molecule: Any
+    epoch: int
+
+
+@runtime_checkable
+class SampleTransform(Protocol):
+    """A per-sample input builder of a 2D task, plugged into :class:`PretrainDataset`.
+
+    ``name``: the key of its payload in ``PretrainSample.extras`` and ``PretrainBatch.extras``.
+    ``__call__(graph, rng, info)``: the payload for one sample, from the sample's (masked) 2D
+    graph, its random generator and :class:`SampleInfo`. The payload is any picklable object whose
+    class has a ``collate(payloads, layout)`` classmethod or staticmethod returning the batch
+    form (``layout``: :class:`graphmvp.data.collate.BatchLayout`, where each sample's nodes and
+    edges start in the batched 2D graph); see :func:`graphmvp.data.collate.collate`.
+    """
+
+    name: ClassVar[str] | str
+
+    def __call__(self, graph: MolGraph, rng: np.random.Generator, info: SampleInfo) -> Any: ...
+
+
 @dataclass
 class PretrainSample:
     """One pretraining sample, as numpy arrays (n kept atoms).
@@ -57,6 +94,7 @@ class PretrainSample:
     neighbour j, row 1 = dst = the receiving atom i. ``kept_atoms`` [n] int64: ids of the kept
     atoms in the full molecule. ``attrmask`` / ``context``: optional 2D-task inputs.
     ``conf_index`` is the conformer's index within its molecule (-1: no conformer used).
+    ``extras``: transform name -> payload (see :class:`SampleTransform`).
     """
 
     mol_index: int
@@ -68,6 +106,7 @@ class PretrainSample:
     edge_index_3d: np.ndarray | None = None
     attrmask: AttrMaskResult | None = None
     context: ContextPair | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_atoms(self) -> int:
@@ -101,6 +140,7 @@ class PretrainDataset(Dataset):
         contextpred: add ContextPred inputs (GraphMVP-C).
         attrmask_edges: AttrMask also masks the bonds at masked atoms (off, as upstream).
         contextpred_k, contextpred_r1, contextpred_r2: ContextPred radii (5, 4, 7 upstream).
+        transforms: further per-sample inputs (:class:`SampleTransform`), names unique.
         preload: read all molecules into memory when the dataset is built, if ``store`` is not
             already a list or tuple. A store reads a random molecule in ~1 ms (a dozen HDF5
             reads) but whole blocks of molecules at ~16 us each; memory is about
@@ -126,6 +166,7 @@ class PretrainDataset(Dataset):
         contextpred_r1: int = 4,
         contextpred_r2: int = 7,
         preload: bool = True,
+        transforms: Sequence[SampleTransform] = (),
     ):
         if views not in VIEWS:
             raise ValueError(f"views={views!r}: expected one of {', '.join(VIEWS)}")
@@ -151,6 +192,13 @@ class PretrainDataset(Dataset):
         self.max_neighbors = int(max_neighbors)
         self.attrmask = AttrMask(attrmask_rate, attrmask_edges) if attrmask else None
         self.contextpred = ContextPred(contextpred_k, contextpred_r1, contextpred_r2) if contextpred else None
+        self.transforms = tuple(transforms)
+        names = [t.name for t in self.transforms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"transforms {names}: names must be unique")
+        for name in names:
+            if name in ("attrmask", "context"):
+                raise ValueError(f"transform name {name!r} is reserved for the built-in inputs")
         self.epoch = 0
 
         self.conformers_per_molecule = _conformer_counts(store)
@@ -228,4 +276,8 @@ class PretrainDataset(Dataset):
             sample.attrmask = self.attrmask(graph, rng)
         if self.contextpred is not None:
             sample.context = self.contextpred(graph, rng)
+        if self.transforms:
+            info = SampleInfo(mol_index=mol_index, conf_index=conf, kept_atoms=keep, molecule=mol, epoch=self.epoch)
+            for transform in self.transforms:
+                sample.extras[transform.name] = transform(graph, rng, info)
         return sample

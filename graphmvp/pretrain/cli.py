@@ -43,6 +43,19 @@ def _default(name: str) -> str:
     return f"(default: {value})"
 
 
+def _task_option(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` -> (NAME, VALUE read as YAML)."""
+    import yaml
+
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE")
+    try:
+        return name.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"{text!r}: VALUE is not valid YAML") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                        argument_default=argparse.SUPPRESS, allow_abbrev=False)
@@ -85,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--beta", type=float, help="VRR KL weight " + _default("beta"))
     g.add_argument("--rr-loss", dest="rr_loss", help="l2, l1 or cosine " + _default("rr_loss"))
     g.add_argument("--detach-target", dest="detach_target", action=bool_flag, help="stop gradients into the reconstruction target (on by default)")
+    g.add_argument("--opt", dest="options", action="append", type=_task_option, metavar="NAME=VALUE",
+                   help="a hyperparameter of the 2D task (repeatable; VALUE is read as YAML, e.g. 0.2, true, [a, b]); "
+                        "an unknown NAME lists the task's options")
 
     g = p.add_argument_group("models")
     g.add_argument("--num-layers", type=int, dest="num_layers", help=_default("num_layers"))
@@ -112,6 +128,13 @@ def config_from_args(argv: Optional[list[str]] = None) -> tuple[PretrainConfig, 
     options = dict(args)
     options.pop("print_config", None)
     preset = options.pop("preset", None)
+    if "options" in options:
+        pairs = options["options"]
+        names = [n for n, _ in pairs]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"--opt {', '.join(twice)} given twice")
+        options["options"] = dict(pairs)
     return resolve_config(preset, **options), args
 
 

@@ -17,7 +17,12 @@ Loss terms and weights
     weight left unset (``None``) resolves to 1.0 for present kinds and stays ``None`` for absent
     ones. Weights a *preset* set for a kind that the final ``loss`` no longer has are dropped.
 
-Presets (:data:`PRESETS`) are the released upstream settings (see
+2D-task options
+    ``options`` holds the configured 2D task's own hyperparameters (``--opt NAME=VALUE``), checked
+    against the task's declared options (:class:`graphmvp.pretrain.tasks.Task2D`); a preset's
+    options and explicit ones are merged (explicit win).
+
+Presets (:data:`PRESETS`, :mod:`graphmvp.pretrain.presets`) are the released upstream settings (see
 ``../shared/reference/GRAPHMVP.md``): ``graphmvp`` (EBM-NCE + VRR, T = 0.2), ``graphmvp-g``
 (+ AttrMask, alpha3 = 1, T = 0.05), ``graphmvp-c`` (+ ContextPred, alpha3 = 0.1, T = 0.2), and the
 2D-only baselines of Hu et al., ``attrmask`` and ``contextpred`` (``views="2d"``, no subgraph
@@ -35,6 +40,8 @@ from typing import Any, Mapping, Optional
 from graphmvp.data.pretrain_dataset import CONFORMER_SAMPLING, VIEWS
 from graphmvp.models import ENCODERS, READOUTS
 from graphmvp.objectives import OBJECTIVES, RECONSTRUCTION_CRITERIA
+from graphmvp.pretrain.presets import PRESETS
+from graphmvp.pretrain.tasks import TASKS_2D, coerce_option, task_of
 
 
 class ConfigError(ValueError):
@@ -62,58 +69,6 @@ VOLATILE_FIELDS = (
     "preset",
     "malloc_tuning",
 )
-
-# optimisation settings shared by GraphMVP's released runs and the Hu et al. baselines it ran
-_UPSTREAM_OPTIMISATION: dict[str, Any] = {
-    "dropout": 0.0,
-    "epochs": 100,
-    "batch_size": 256,
-    "lr": 1e-3,
-    "weight_decay": 0.0,
-    "neg_samples": 1,
-}
-
-_RELEASED_COMMON: dict[str, Any] = {
-    **_UPSTREAM_OPTIMISATION,
-    "views": "2d3d",
-    "normalize": True,
-    "rr_loss": "l2",
-    "detach_target": True,
-    "beta": 2.0,
-    "alpha1": 1.0,
-    "alpha2": 1.0,
-    "mask_ratio": 0.15,
-    "schnet_lr_scale": 0.1,
-    "to2d_lr_scale": 0.1,
-}
-
-_HU_BASELINE: dict[str, Any] = {
-    **_UPSTREAM_OPTIMISATION,
-    "views": "2d",
-    "alpha3": 1.0,
-    "mask_ratio": 0.0,
-    "conformer_sampling": "random",  # one sample per molecule per epoch (2D views ignore conformers)
-}
-
-#: preset name -> field values (the released settings; explicit options override them)
-PRESETS: dict[str, dict[str, Any]] = {
-    "graphmvp": {**_RELEASED_COMMON, "loss": ("ebm-nce", "vrr"), "temperature": 0.2},
-    "graphmvp-g": {
-        **_RELEASED_COMMON,
-        "loss": ("ebm-nce", "vrr", "attrmask"),
-        "temperature": 0.05,
-        "alpha3": 1.0,
-    },
-    "graphmvp-c": {
-        **_RELEASED_COMMON,
-        "loss": ("ebm-nce", "vrr", "contextpred"),
-        "temperature": 0.2,
-        "alpha3": 0.1,
-    },
-    "attrmask": {**_HU_BASELINE, "loss": ("attrmask",)},
-    "contextpred": {**_HU_BASELINE, "loss": ("contextpred",)},
-}
-
 
 @dataclass
 class PretrainConfig:
@@ -192,12 +147,14 @@ class PretrainConfig:
     progress: bool = True
     device: str = "cpu"
     malloc_tuning: bool = True
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.loss, str):
             self.loss = parse_loss(self.loss)
         else:
             self.loss = tuple(self.loss)
+        self.options = dict(self.options or {})
 
     # -- derived views of the config ---------------------------------------------------------
     def kinds(self) -> dict[str, str]:
@@ -230,6 +187,7 @@ class PretrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["loss"] = list(self.loss)
+        d["options"] = dict(self.options)
         return d
 
     @classmethod
@@ -346,6 +304,7 @@ def _validate(cfg: PretrainConfig) -> None:
             )
         _number(cfg, alpha, nonneg=True, optional=True)
 
+    _validate_options(cfg)
     _number(cfg, "temperature", positive=True)
     _number(cfg, "neg_samples", positive=True, integer=True)
     _number(cfg, "beta", nonneg=True)
@@ -388,6 +347,26 @@ def _validate(cfg: PretrainConfig) -> None:
         raise ConfigError(f"--device={cfg.device!r}: allowed: cpu, cuda, cuda:N")
 
 
+def _validate_options(cfg: PretrainConfig) -> None:
+    if not isinstance(cfg.options, dict):
+        raise ConfigError(f"options={cfg.options!r}: must be a mapping NAME -> value")
+    if not cfg.options:
+        return
+    task = task_of(cfg) if cfg.objective("2d") in TASKS_2D else None
+    if task is None:
+        raise ConfigError(f"--opt {', '.join(cfg.options)}: options set the 2D task's hyperparameters, but --loss "
+                          f"{'+'.join(cfg.loss)} has no 2D task")
+    name = cfg.objective("2d")
+    for key, value in cfg.options.items():
+        if key not in task.options:
+            known = ", ".join(f"{k} (default {v!r})" for k, v in task.options.items()) or "none"
+            raise ConfigError(f"--opt {key}={value!r}: {name} has no option {key!r}; its options: {known}")
+        try:
+            coerce_option(key, task.options[key], value)
+        except ValueError as e:
+            raise ConfigError(f"--opt for {name}: {e}") from None
+
+
 def _names_of_kind(kind: str) -> list[str]:
     return [n for n in OBJECTIVES.names() if OBJECTIVES.get(n).kind == kind]
 
@@ -409,7 +388,10 @@ def resolve_config(preset: Optional[str] = None, **overrides: Any) -> PretrainCo
             raise ConfigError(f"--preset={preset!r}: allowed: {', '.join(PRESETS)}")
         values.update(PRESETS[preset])
         values["preset"] = preset
+    preset_options = dict(values.get("options") or {})
     values.update(overrides)
+    if "options" in overrides:  # merged: a preset's task options stay unless set explicitly
+        values["options"] = {**preset_options, **dict(overrides["options"] or {})}
     if isinstance(values.get("loss"), str):
         values["loss"] = parse_loss(values["loss"])
     cfg = PretrainConfig(**values)

@@ -11,18 +11,14 @@ Per batch (``B`` samples, ``N`` atoms; the graphs of :class:`graphmvp.data.colla
 The compared vectors are the pooled encoder outputs themselves (no projection head), so SchNet's
 hidden size is the GIN's ``emb_dim``. Encoders come from :data:`graphmvp.models.ENCODERS`,
 objectives from :data:`graphmvp.objectives.OBJECTIVES`; how an objective is called depends on its
-``kind`` (:data:`KIND_CALLERS`), and a 2D task's inputs come from :data:`TASKS_2D`:
-
-* ``attrmask``: a second GIN pass over the batch's 2D graph with the masked atom features
-  (``attrmask_atom``; the same subgraph-masked graph as the main pass), then the AttrMask head on
-  the masked atoms;
-* ``contextpred``: the main GIN encodes the substructure graphs (``cp_substruct``); the
-  objective's own context GIN encodes the context graphs. A batch without any context pair
-  (only tiny molecules) has no ContextPred term.
+``kind`` (:data:`KIND_CALLERS`), and a 2D task's inputs and loss come from its
+:class:`~graphmvp.pretrain.tasks.Task2D` in :data:`~graphmvp.pretrain.tasks.TASKS_2D` (one module
+per task in :mod:`graphmvp.pretrain.tasks`: attrmask, contextpred, ...).
 
 Constructor arguments of encoders and objectives are taken by name from the config
 (:func:`encoder_kwargs`, :func:`objective_kwargs`): each registered class receives the values
-its signature asks for.
+its signature asks for; a 2D objective also receives the task options
+(:func:`~graphmvp.pretrain.tasks.task_options`) its signature names.
 """
 
 from __future__ import annotations
@@ -37,7 +33,7 @@ from graphmvp.data.collate import PretrainBatch
 from graphmvp.models import ENCODERS, build_encoder, graph_readout
 from graphmvp.objectives import OBJECTIVES, Metrics
 from graphmvp.pretrain.config import PretrainConfig
-from graphmvp.registry import Registry
+from graphmvp.pretrain.tasks import TASKS_2D, Task2D, task_options
 
 #: the format tag of the exported 2D encoder file (``model_2d.pt``)
 ENCODER_FORMAT = "graphmvp-encoder-v1"
@@ -93,7 +89,8 @@ def objective_kwargs(cfg: PretrainConfig, name: str) -> dict[str, Any]:
     pools: dict[str, dict[str, Any]] = {
         "contrastive": {"temperature": cfg.temperature, "normalize": cfg.normalize, "num_negatives": cfg.neg_samples},
         "generative": {"emb_dim": cfg.emb_dim, "beta": cfg.beta, "loss": cfg.rr_loss, "detach_target": cfg.detach_target},
-        "2d": {"emb_dim": cfg.emb_dim, "dropout": cfg.dropout, "context_layers": r2 - r1, "num_negatives": cfg.neg_samples},
+        "2d": {"emb_dim": cfg.emb_dim, "dropout": cfg.dropout, "context_layers": r2 - r1, "num_negatives": cfg.neg_samples,
+               **task_options(cfg)},
     }
     return _accepted(cls, pools[cls.kind])
 
@@ -109,52 +106,6 @@ def _call_task(model: "GraphMVPModel", objective: nn.Module, batch: PretrainBatc
 
 #: objective kind -> ``caller(model, objective, batch, z2d, z3d) -> (loss | None, metrics)``
 KIND_CALLERS: dict[str, Callable] = {"contrastive": _call_pair, "generative": _call_pair, "2d": _call_task}
-
-
-@dataclass(frozen=True)
-class Task2D:
-    """What the training loop needs to know about a 2D task.
-
-    ``dataset_options(cfg)``: the :class:`~graphmvp.data.pretrain_dataset.PretrainDataset`
-    arguments that make the batches carry the task's inputs. ``run(model, objective, batch)``:
-    the task's loss and metrics (loss None when the batch has nothing for the task).
-    """
-
-    dataset_options: Callable[[PretrainConfig], dict[str, Any]]
-    run: Callable[["GraphMVPModel", nn.Module, PretrainBatch], tuple[Optional[Tensor], Metrics]]
-
-
-#: 2D-task objective name -> :class:`Task2D`
-TASKS_2D: Registry = Registry("2D task")
-
-
-def _attrmask_options(cfg: PretrainConfig) -> dict[str, Any]:
-    return {"attrmask": True, "attrmask_rate": cfg.attrmask_rate}
-
-
-def _run_attrmask(model: "GraphMVPModel", objective: nn.Module, batch: PretrainBatch):
-    if batch.attrmask_atom is None:
-        raise ValueError("the batch has no AttrMask inputs: build the dataset with attrmask=True")
-    node_reps = model.encoder_2d(batch.graph_2d, atom=batch.attrmask_atom, bond=batch.attrmask_bond)
-    return objective(node_reps, batch.attrmask_index, batch.attrmask_label)
-
-
-def _contextpred_options(cfg: PretrainConfig) -> dict[str, Any]:
-    k, r1, r2 = cfg.contextpred_radii
-    return {"contextpred": True, "contextpred_k": k, "contextpred_r1": r1, "contextpred_r2": r2}
-
-
-def _run_contextpred(model: "GraphMVPModel", objective: nn.Module, batch: PretrainBatch):
-    if batch.cp_center is None:
-        raise ValueError("the batch has no ContextPred inputs: build the dataset with contextpred=True")
-    if batch.cp_center.numel() == 0:
-        return None, {}
-    substruct_reps = model.encoder_2d(batch.cp_substruct)
-    return objective(substruct_reps, batch.cp_center, batch.cp_context, batch.cp_overlap_index, batch.cp_overlap_segment)
-
-
-TASKS_2D.register("attrmask")(Task2D(_attrmask_options, _run_attrmask))
-TASKS_2D.register("contextpred")(Task2D(_contextpred_options, _run_contextpred))
 
 
 def dataset_options(cfg: PretrainConfig) -> dict[str, Any]:
@@ -221,6 +172,14 @@ class GraphMVPModel(nn.Module):
     def forward(self, batch: PretrainBatch) -> StepOutput:
         return self.losses(batch, self.encode_2d(batch), self.encode_3d(batch))
 
+    def end_epoch(self, dataset: Any, epoch: int) -> None:
+        """Called by the trainer after the steps of ``epoch`` (0-based): runs the 2D task's
+        ``end_epoch`` hook, if it has one (e.g. JOAO's augmentation-distribution update)."""
+        name = self.names.get("2d")
+        task = TASKS_2D.get(name) if name is not None else None
+        if task is not None and task.end_epoch is not None:
+            task.end_epoch(self, self.objectives["2d"], dataset, int(epoch))
+
     # -- optimisation -----------------------------------------------------------------------------
     def parameter_groups(self, lr: float, schnet_lr_scale: float, to2d_lr_scale: float) -> list[dict[str, Any]]:
         """Adam parameter groups: "gin" (lr), "schnet" (lr x schnet_lr_scale), "to_2d" (the
@@ -246,7 +205,11 @@ class GraphMVPModel(nn.Module):
         """The plain-python description of the 2D encoder that fine-tuning rebuilds it from."""
         gin = self.encoder_2d
         config: dict[str, Any] = {"encoder": _registered_name(gin)}
+        if callable(getattr(gin, "config", None)):  # an encoder that describes itself
+            config.update(gin.config())
         for attr in ("num_layers", "emb_dim", "dropout", "jk"):
+            if attr in config:
+                continue
             if hasattr(gin, attr):
                 config[attr] = getattr(gin, attr)
         for attr, table in (("num_atom_type", "x_embedding1"), ("num_chirality", "x_embedding2")):
