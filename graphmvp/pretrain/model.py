@@ -172,13 +172,22 @@ class GraphMVPModel(nn.Module):
     def forward(self, batch: PretrainBatch) -> StepOutput:
         return self.losses(batch, self.encode_2d(batch), self.encode_3d(batch))
 
+    def begin_epoch(self, dataset: Any, epoch: int) -> None:
+        """Called by the trainer before the steps of ``epoch`` (0-based), after
+        ``dataset.set_epoch``: runs the 2D task's ``begin_epoch`` hook, if it has one."""
+        self._epoch_hook("begin_epoch", dataset, epoch)
+
     def end_epoch(self, dataset: Any, epoch: int) -> None:
         """Called by the trainer after the steps of ``epoch`` (0-based): runs the 2D task's
         ``end_epoch`` hook, if it has one (e.g. JOAO's augmentation-distribution update)."""
+        self._epoch_hook("end_epoch", dataset, epoch)
+
+    def _epoch_hook(self, hook: str, dataset: Any, epoch: int) -> None:
         name = self.names.get("2d")
         task = TASKS_2D.get(name) if name is not None else None
-        if task is not None and task.end_epoch is not None:
-            task.end_epoch(self, self.objectives["2d"], dataset, int(epoch))
+        function = getattr(task, hook, None) if task is not None else None
+        if function is not None:
+            function(self, self.objectives["2d"], dataset, int(epoch))
 
     # -- optimisation -----------------------------------------------------------------------------
     def parameter_groups(self, lr: float, schnet_lr_scale: float, to2d_lr_scale: float) -> list[dict[str, Any]]:

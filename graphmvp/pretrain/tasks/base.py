@@ -16,6 +16,9 @@ name by a module of this package:
     sets them with ``PretrainConfig.options`` (``--opt NAME=VALUE``; presets set them too);
     :func:`task_options` gives the resolved values. An objective constructor parameter whose name
     is an option receives its value (see :func:`graphmvp.pretrain.model.objective_kwargs`).
+``begin_epoch(model, objective, dataset, epoch)`` (optional)
+    called by the trainer before the steps of every epoch, after ``dataset.set_epoch`` (e.g. to
+    hand state restored by ``--resume`` to the dataset's transforms).
 ``end_epoch(model, objective, dataset, epoch)`` (optional)
     called by the trainer after the steps of every epoch (e.g. JOAO's update of its augmentation
     distribution); state it changes must live in the objective's ``state_dict`` (buffers) so that
@@ -40,6 +43,7 @@ class Task2D:
     run: Callable[[Any, Any, Any], tuple[Any, dict]]
     options: Mapping[str, Any] = field(default_factory=dict)
     end_epoch: Optional[Callable[[Any, Any, Any, int], None]] = None
+    begin_epoch: Optional[Callable[[Any, Any, Any, int], None]] = None
     describe: str = ""
 
 
