@@ -139,7 +139,7 @@ def test_unset_weights_resolve_to_one_and_config_round_trips():
 def bad_cases(stores) -> list[tuple[list[str], str]]:
     s = str(stores["store"])
     return [
-        (["--loss", "ebm-nce+foo"], "unknown loss 'foo' (known: attrmask, contextpred, ebm-nce, infonce, rr, vrr)"),
+        (["--loss", "ebm-nce+foo"], "unknown loss 'foo' (known: attrmask, contextpred, ebm-nce, "),
         (["--loss", "ebm-nce", "--alpha2", "0.5"], "--alpha2=0.5 weights the generative term"),
         (["--loss", "vrr", "--alpha3", "1"], "--alpha3=1.0 weights the 2d term"),
         (["--views", "2d", "--loss", "ebm-nce+vrr"], "--views 2d cannot train the contrastive objective 'ebm-nce'"),
@@ -235,4 +235,5 @@ def test_print_config_shows_the_resolved_preset(capsys):
 
 
 def test_presets_table_has_the_documented_names():
-    assert set(PRESETS) == {"graphmvp", "graphmvp-g", "graphmvp-c", "attrmask", "contextpred"}
+    # GraphMVP's released settings and Hu et al.'s baselines; the 2D task modules add their own
+    assert {"graphmvp", "graphmvp-g", "graphmvp-c", "attrmask", "contextpred"} <= set(PRESETS)

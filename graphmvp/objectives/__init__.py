@@ -12,6 +12,12 @@ from .generative import (
 )
 from .attrmask import AttributeMasking
 from .contextpred import ContextPrediction, segment_mean
+from .gptgnn import GPTGNNAttributeGeneration  # noqa: F401  (registration)
+from .graphlog import GraphLoG  # noqa: F401  (registration)
+from .grover import GroverContextual, GroverMotif  # noqa: F401  (registration)
+from .edgepred import EdgePrediction  # noqa: F401  (registration)
+from .infomax import Infomax  # noqa: F401  (registration)
+from .graphcl import GraphCL, JOAO  # noqa: F401  (registration)
 
 __all__ = [
     "OBJECTIVES",
