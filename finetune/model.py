@@ -1,25 +1,28 @@
-"""The fine-tuning model: pretrained (or random) GIN, graph pooling, a prediction head.
+"""The fine-tuning model: pretrained (or random) 2D encoder, graph pooling, a prediction head.
 
 ::
 
-    h   = molecule_model(g)              [N, D]   GIN node representations (dropout after every layer)
+    h   = molecule_model(g)              [N, D]   node representations of the 2D encoder (GIN, GraphGPS)
     z   = pool(g, h)                     [B, D]   mean / sum / max over each molecule's atoms
     out = head(z)                        [B, T]   logits (classification) or values (regression)
 
-Dropout is the GIN's own: applied after every GIN layer, as in Hu et al.'s and GraphMVP's
-fine-tuning (0.5 for classification, 0.2 for regression by default); the MLP head applies the
+Dropout is the encoder's own: applied after every GIN layer, as in Hu et al.'s and GraphMVP's
+fine-tuning (0.5 for classification, 0.2 for regression by default), or inside every GraphGPS
+layer (after the local model, the attention and in the FFN); the MLP head applies the
 same rate between its two layers. Heads (:data:`HEADS`): ``linear`` (``graph_pred_linear``, the
 upstream name, so the state dict reads ``molecule_model.*`` + ``graph_pred_linear.*`` like the
 upstream fine-tuning wrapper) and ``mlp`` (``graph_pred_mlp``: Linear(D, H) - ReLU - Dropout -
 Linear(H, T), H = D by default).
 
 The encoder comes from :func:`build_encoder` with ``init``: None (random initialisation, the
-"no pretraining" baseline), a pretraining run folder (its ``model_2d.pt``), an encoder file, or a
-released checkpoint name; loading goes through :func:`graphmvp.pretrained.resolve_init` and
+"no pretraining" baseline; a GIN unless another registered 2D encoder is named), a pretraining
+run folder (its ``model_2d.pt``), an encoder file, or a released checkpoint name; loading goes
+through :func:`graphmvp.pretrained.resolve_init` and
 :func:`graphmvp.pretrained.load_encoder_file` (``torch.load(weights_only=True)``, the stored config
-checked against the weights). Architecture options the user gives explicitly (layers, width, JK)
-must equal the checkpoint's, otherwise a one-line :class:`FinetuneError` lists the differences
-before any training.
+checked against the weights), which rebuilds whichever registered 2D encoder the file's config
+names (``gin``, ``graphgps``). Architecture options the user gives explicitly (encoder, layers,
+width, JK, other constructor arguments) must equal the checkpoint's, otherwise a one-line
+:class:`FinetuneError` lists the differences before any training.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from torch import Tensor, nn
 
@@ -37,7 +40,8 @@ import graphmvp  # noqa: F401  (sets DGLBACKEND before dgl is imported)
 import dgl
 
 from finetune.errors import FinetuneError
-from graphmvp.models import GIN, READOUTS, graph_readout
+from graphmvp.models import READOUTS, graph_readout
+from graphmvp.models import build_encoder as build_registered_encoder
 from graphmvp.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -68,10 +72,11 @@ HEADS.register("mlp")(HeadSpec("graph_pred_mlp", _mlp_head))
 
 
 class FinetuneModel(nn.Module):
-    """GIN encoder + pooling + head (see the module docstring).
+    """2D encoder + pooling + head (see the module docstring).
 
     Args:
-        encoder: the 2D GIN (its ``dropout`` attribute is the fine-tuning dropout).
+        encoder: the 2D encoder, ``encoder(g) -> [N, D]`` (its ``dropout`` attribute is the
+            fine-tuning dropout; its ``out_dim`` or ``emb_dim`` the width D).
         num_tasks: T, outputs per molecule.
         pooling: one of ``READOUTS``.
         head: one of ``HEADS``.
@@ -166,34 +171,59 @@ def method_label(init: Optional[str], path: Optional[Path], pretrain: Optional[d
     return (p if p.is_dir() else p.parent if p.name in ("model_2d.pt", "best_model_2d.pt") else p.with_suffix("")).name
 
 
+def _random_encoder(encoder: Optional[str], num_layers: Optional[int], emb_dim: Optional[int], jk: Optional[str],
+                    dropout: float, hydrogens: str, options: Mapping[str, Any]) -> tuple[nn.Module, dict]:
+    """A randomly initialised 2D encoder (the "no pretraining" baseline) and its config."""
+    from graphmvp.pretrained import FEATURES, encoder_arguments, two_d_encoders
+
+    name = encoder or "gin"
+    if name not in two_d_encoders():
+        raise FinetuneError(f"--encoder {name!r}: allowed: {', '.join(two_d_encoders())}")
+    wanted = {"encoder": name, "num_layers": int(num_layers or 5), "emb_dim": int(emb_dim or 300),
+              "dropout": float(dropout), **dict(options)}
+    if jk is not None or name == "gin":
+        wanted["jk"] = jk or "last"
+    kwargs = encoder_arguments(wanted)
+    ignored = sorted(set(wanted) - set(kwargs) - {"encoder"})
+    if ignored:
+        raise FinetuneError(f"encoder {name!r} takes no {', '.join(ignored)}")
+    try:
+        model = build_registered_encoder(name, **kwargs)
+    except ValueError as e:
+        raise FinetuneError(str(e)) from None
+    described = model.config() if callable(getattr(model, "config", None)) else kwargs
+    cfg = {"encoder": name, **described, "pooling": "mean", "hydrogens": hydrogens, "features": FEATURES}
+    return model, cfg
+
+
 def build_encoder(init: Optional[str], *, num_layers: Optional[int] = None, emb_dim: Optional[int] = None,
                   jk: Optional[str] = None, dropout: float = 0.0, progress: bool = True,
-                  hydrogens: str = "drop", quiet: bool = False) -> tuple[GIN, EncoderInit]:
+                  hydrogens: str = "drop", quiet: bool = False, encoder: Optional[str] = None,
+                  encoder_options: Optional[Mapping[str, Any]] = None) -> tuple[nn.Module, EncoderInit]:
     """The 2D encoder for fine-tuning, and where it came from.
 
-    ``num_layers`` / ``emb_dim`` / ``jk``: None = the checkpoint's (5 / 300 / "last" for random
-    init); a given value must equal the checkpoint's. ``dropout`` is set on the encoder whatever
-    the checkpoint was pretrained with. ``hydrogens``: how the downstream graphs are built; a
-    checkpoint pretrained the other way gets a warning (not an error: upstream fine-tunes
-    hydrogen-free graphs on an encoder pretrained with hydrogens). Raises :class:`FinetuneError`
-    (one line) for an unresolvable ``init``, an unreadable file or a mismatch. ``quiet``: record
-    warnings in the returned :class:`EncoderInit` without logging them.
+    ``encoder``: the registered 2D encoder (None = the checkpoint's; "gin" for random init).
+    ``num_layers`` / ``emb_dim`` / ``jk``: None = the checkpoint's (5 / 300 / "last" for a random
+    GIN); a given value must equal the checkpoint's. ``encoder_options``: further constructor
+    arguments (e.g. GraphGPS's ``hidden_dim``, ``heads``): used for random init, required to
+    equal the checkpoint's otherwise. ``dropout`` is set on the encoder whatever the checkpoint
+    was pretrained with. ``hydrogens``: how the downstream graphs are built; a checkpoint
+    pretrained the other way gets a warning (not an error: upstream fine-tunes hydrogen-free
+    graphs on an encoder pretrained with hydrogens). Raises :class:`FinetuneError` (one line)
+    for an unresolvable ``init``, an unreadable file or a mismatch. ``quiet``: record warnings
+    in the returned :class:`EncoderInit` without logging them.
     """
     if not 0 <= float(dropout) < 1:
         raise FinetuneError(f"--dropout={dropout!r}: must be in [0, 1)")
+    options = dict(encoder_options or {})
     if init is None:
-        cfg = {"encoder": "gin", "num_layers": int(num_layers or 5), "emb_dim": int(emb_dim or 300),
-               "jk": jk or "last", "dropout": float(dropout), "pooling": "mean", "hydrogens": hydrogens,
-               "features": "hu-simple"}
-        try:
-            gin = GIN(num_layers=cfg["num_layers"], emb_dim=cfg["emb_dim"], dropout=float(dropout), jk=cfg["jk"])
-        except ValueError as e:
-            raise FinetuneError(str(e)) from None
-        return gin, EncoderInit(None, None, cfg, "no pretraining")
+        model, cfg = _random_encoder(encoder, num_layers, emb_dim, jk, float(dropout), hydrogens, options)
+        return model, EncoderInit(None, None, cfg, "no pretraining")
 
     from graphmvp.pretrained import CheckpointError, load_encoder_file, resolve_init
 
-    expect = {k: v for k, v in (("num_layers", num_layers), ("emb_dim", emb_dim), ("jk", jk)) if v is not None}
+    given = {"encoder": encoder, "num_layers": num_layers, "emb_dim": emb_dim, "jk": jk, **options}
+    expect = {k: v for k, v in given.items() if v is not None}
     try:
         path = resolve_init(init, progress=progress)
     except (ValueError, OSError) as e:  # CheckpointError is a ValueError; download errors too
@@ -201,13 +231,11 @@ def build_encoder(init: Optional[str], *, num_layers: Optional[int] = None, emb_
     except RuntimeError as e:  # graphmvp.download.DownloadProblem
         raise FinetuneError(f"--init {init}: {e}") from None
     try:
-        gin, cfg = load_encoder_file(path, expect=expect or None)
+        model, cfg = load_encoder_file(path, expect=expect or None)
     except CheckpointError as e:
         raise FinetuneError(f"--init {init}: checkpoint does not fit: {_first_line(e)}") from None
-    if not isinstance(gin, GIN):
-        raise FinetuneError(f"--init {init}: the encoder is a {type(gin).__name__}, fine-tuning needs a GIN")
-    gin.dropout = float(dropout)
-    gin.train()
+    model.dropout = float(dropout)
+    model.train()
     folder = Path(path).parent
     pretrain = _run_config(folder)
     info = EncoderInit(str(init), str(path), dict(cfg), method_label(str(init), Path(path), pretrain), pretrain)
@@ -221,7 +249,7 @@ def build_encoder(init: Optional[str], *, num_layers: Optional[int] = None, emb_
         info.warnings.append(msg)
         if not quiet:
             log.warning("%s", msg)
-    return gin, info
+    return model, info
 
 
 def _first_line(e: BaseException) -> str:

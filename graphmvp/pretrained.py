@@ -5,22 +5,28 @@
 >>> z = graphmvp.embed(["CCO", "c1ccccc1O"], model)                     # float32 [2, 300]
 
 Encoder files (``model_2d.pt`` of a pretraining run, released checkpoints, converted upstream
-weights) hold ``{"format": "graphmvp-encoder-v1", "state_dict": <GIN state dict>, "config":
+weights) hold ``{"format": "graphmvp-encoder-v1", "state_dict": <encoder state dict>, "config":
 {...}}`` plus optional extras (``epoch``, ``loss``, ``converted_from``). ``config`` says how to
-rebuild and feed the encoder:
+rebuild and feed the encoder: four fields for every encoder, and the constructor arguments of the
+encoder (``build_encoder(encoder, **arguments)`` rebuilds it; what ``encoder.config()`` returns):
 
 =================  ==========================================================================
-``encoder``        registered encoder name (``"gin"``)
-``num_layers``     GIN layers
-``emb_dim``        hidden size D
-``jk``             jumping knowledge ("last", "concat", "max", "sum")
+``encoder``        registered 2D encoder name (``"gin"``, ``"graphgps"``)
 ``pooling``        graph readout used in pretraining ("mean", "sum", "max")
 ``hydrogens``      "keep": molecules are fed with explicit hydrogens as atoms (GEOM-style
                    pretraining graphs); "drop": heavy atoms only (graphs from SMILES)
 ``features``       featurisation, "hu-simple" (:mod:`graphmvp.features`)
-``dropout``        optional (default 0); ``num_atom_type`` / ``num_chirality`` optional table
-                   sizes (default 120 / 3)
+``num_layers``     layers (both encoders)
+``emb_dim``        output width D (both encoders)
+``jk``             GIN: jumping knowledge ("last", "concat", "max", "sum")
+``hidden_dim``     GraphGPS: layer width; ``heads``: attention heads; ``rwse_steps``:
+                   random-walk encoding length
+``dropout``        optional (default 0), like ``attn_dropout`` (GraphGPS, default 0.5) and the
+                   table sizes ``num_atom_type`` / ``num_chirality`` (default 120 / 3)
 =================  ==========================================================================
+
+Every other constructor argument of the encoder is required. Keys the encoder does not take are
+ignored.
 
 Safety: files are read with ``torch.load(..., weights_only=True)`` (no arbitrary unpickling), and
 the config is checked against the weights' shapes and against this package's featurisation
@@ -30,6 +36,7 @@ disagreeing field, not a shape error deep in PyTorch.
 
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 import re
@@ -53,12 +60,15 @@ __all__ = [
     "CheckpointMismatch",
     "check_encoder_config",
     "embed",
+    "encoder_arguments",
+    "encoder_from_config",
     "featurize_smiles",
     "load_encoder_file",
     "load_pretrained",
     "read_checkpoint",
     "resolve_init",
     "save_encoder_file",
+    "two_d_encoders",
 ]
 
 #: the ``format`` tag of an encoder file
@@ -72,9 +82,21 @@ INVALID_POLICIES = ("raise", "nan")
 #: the file inside a pretraining run folder that fine-tuning starts from
 RUN_ENCODER_FILE = "model_2d.pt"
 
-_REQUIRED = ("encoder", "num_layers", "emb_dim", "jk", "pooling", "hydrogens", "features")
-_DEFAULTS = {"dropout": 0.0, "num_atom_type": 120, "num_chirality": 3}
-_LAYER_RE = re.compile(r"gnns\.(\d+)\.")
+#: config fields of every encoder file (the rest are the encoder's constructor arguments)
+_REQUIRED = ("encoder", "pooling", "hydrogens", "features")
+#: constructor arguments a config may leave out (the constructor's default is used); the other
+#: arguments of the encoder must be in the config
+_OPTIONAL_ARGS = ("dropout", "attn_dropout", "num_atom_type", "num_chirality")
+#: integer / probability-valued constructor arguments, checked before the encoder is built
+_POSITIVE_INT_ARGS = ("num_layers", "emb_dim", "hidden_dim", "heads", "rwse_steps", "num_atom_type", "num_chirality")
+_PROBABILITY_ARGS = ("dropout", "attn_dropout")
+#: per-layer weights of the 2D encoders: GIN ``gnns.{i}.`` / ``batch_norms.{i}.``, GraphGPS ``layers.{i}.``
+_LAYER_RE = re.compile(r"(?:gnns|batch_norms|layers)\.(\d+)\.")
+#: words for the weights a config mismatch is most often about
+_WEIGHT_NAMES = {"x_embedding1.weight": "atom-type table", "x_embedding2.weight": "chirality table",
+                 "edge_embedding1.weight": "bond-type table", "edge_embedding2.weight": "bond-direction table"}
+#: shape disagreements listed one by one before the rest are counted
+_MAX_SHAPE_PROBLEMS = 6
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -165,7 +187,8 @@ def load_encoder_file(path: PathLike, *, expect: Mapping[str, Any] | None = None
                       map_location: str | torch.device = "cpu"):
     """Rebuild the 2D encoder stored in ``path``; return ``(model, config)``.
 
-    The model is a :class:`graphmvp.models.GIN` in eval mode on ``map_location``, with the config
+    The model is the registered 2D encoder the config names (a :class:`graphmvp.models.GIN`,
+    a :class:`graphmvp.models.GraphGPS`) in eval mode on ``map_location``, with the config
     also attached as ``model.graphmvp_config``; ``config`` is the file's config with optional
     fields filled in. Floating-point weights stored in lower precision (released float16 files)
     are loaded into the model's float32 parameters.
@@ -201,15 +224,7 @@ def load_encoder_file(path: PathLike, *, expect: Mapping[str, Any] | None = None
     if not isinstance(config, Mapping):
         raise CheckpointError(f"{path}: 'config' must be a mapping, got {type(config).__name__}")
     config = check_encoder_config(config, state, expect=expect, source=str(path))
-    model = build_encoder(
-        config["encoder"],
-        num_layers=config["num_layers"],
-        emb_dim=config["emb_dim"],
-        dropout=config["dropout"],
-        jk=config["jk"],
-        num_atom_type=config["num_atom_type"],
-        num_chirality=config["num_chirality"],
-    )
+    model = encoder_from_config(config)
     model_state = model.state_dict()
     missing = sorted(set(model_state) - set(state))
     unexpected = sorted(set(state) - set(model_state))
@@ -226,23 +241,53 @@ def load_encoder_file(path: PathLike, *, expect: Mapping[str, Any] | None = None
     return model, dict(config)
 
 
+def two_d_encoders() -> list[str]:
+    """Names of the registered encoders that take the 2D graph (``forward(g, atom=, bond=)``)."""
+    return [n for n in ENCODERS.names() if "atom" in inspect.signature(ENCODERS.get(n).forward).parameters]
+
+
+def _constructor_args(name: str) -> dict[str, inspect.Parameter]:
+    params = inspect.signature(ENCODERS.get(name)).parameters
+    return {k: p for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def encoder_arguments(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor arguments of ``config["encoder"]`` found in ``config`` (other keys dropped)."""
+    args = _constructor_args(config["encoder"])
+    return {k: config[k] for k in args if k in config}
+
+
+def encoder_from_config(config: Mapping[str, Any]) -> torch.nn.Module:
+    """A freshly initialised encoder of the architecture ``config`` describes (a checked encoder
+    config: :func:`check_encoder_config`, or an ``encoder_config`` of a fine-tuned model)."""
+    return build_encoder(config["encoder"], **encoder_arguments(config))
+
+
 def check_encoder_config(config: Mapping[str, Any], state: Mapping[str, torch.Tensor] | None = None, *,
                          expect: Mapping[str, Any] | None = None, source: str = "encoder") -> dict[str, Any]:
     """Validate an encoder config (and, if given, that ``state`` has the shapes it implies).
 
-    Returns the config with optional fields filled in. Raises :class:`CheckpointMismatch` listing
-    every problem: missing fields, values this package does not support (encoder, features,
-    hydrogens, jk, pooling), shapes of ``state`` that disagree with the config (layers, width,
-    table sizes, e.g. a 4-row OGB chirality table under a config saying 3), and disagreements
-    with ``expect``.
+    Returns the config with optional fields filled in (from the encoder's constructor defaults).
+    Raises :class:`CheckpointMismatch` listing every problem: missing fields, values this package
+    does not support (encoder, features, hydrogens, jk, pooling, sizes), arguments the encoder
+    rejects, shapes of ``state`` that disagree with the config (layers, widths, table sizes, e.g.
+    a 4-row OGB chirality table under a config saying 3), and disagreements with ``expect``.
     """
     problems: list[str] = []
     missing = [k for k in _REQUIRED if k not in config]
     if missing:
         raise CheckpointMismatch(source, [f"config lacks {', '.join(missing)}"])
     cfg = dict(config)
-    for key, value in _DEFAULTS.items():
-        cfg.setdefault(key, value)
+    encoders = two_d_encoders()
+    if cfg["encoder"] not in encoders:
+        raise CheckpointMismatch(source, [f"encoder={cfg['encoder']!r} is not supported (allowed: {', '.join(encoders)})"])
+    args = _constructor_args(cfg["encoder"])
+    missing = [k for k, p in args.items() if k not in cfg and k not in _OPTIONAL_ARGS]
+    if missing:
+        raise CheckpointMismatch(source, [f"config lacks {', '.join(missing)} (needed by encoder={cfg['encoder']!r})"])
+    for key in _OPTIONAL_ARGS:
+        if key in args and key not in cfg and args[key].default is not inspect.Parameter.empty:
+            cfg[key] = args[key].default
 
     def allowed(key: str, values) -> None:
         values = list(values)
@@ -255,19 +300,31 @@ def check_encoder_config(config: Mapping[str, Any], state: Mapping[str, torch.Te
             f"(Hu et al. atom type + chirality, bond type + direction); the encoder would see "
             f"inputs it was not trained on"
         )
-    allowed("encoder", ENCODERS.names())
     allowed("hydrogens", HYDROGEN_MODES)
-    allowed("jk", JK_MODES)
+    if "jk" in args:
+        allowed("jk", JK_MODES)
     allowed("pooling", READOUTS)
-    for key in ("num_layers", "emb_dim", "num_atom_type", "num_chirality"):
-        v = cfg[key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            problems.append(f"{key}={v!r} must be a positive integer")
-    d = cfg["dropout"]
-    if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
-        problems.append(f"dropout={d!r} must be a number in [0, 1)")
-    if not problems and state is not None:
-        problems += _shape_problems(cfg, state)
+    for key in _POSITIVE_INT_ARGS:
+        if key in args and key in cfg:
+            v = cfg[key]
+            if args[key].default is None and v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                problems.append(f"{key}={v!r} must be a positive integer")
+    for key in _PROBABILITY_ARGS:
+        if key in args and key in cfg:
+            d = cfg[key]
+            if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
+                problems.append(f"{key}={d!r} must be a number in [0, 1)")
+    skeleton = None
+    if not problems:
+        try:  # an architecture on the meta device: shapes only, no memory, no initialisation
+            with torch.device("meta"):
+                skeleton = encoder_from_config(cfg)
+        except (ValueError, TypeError) as e:
+            problems.append(f"the config does not describe a valid {cfg['encoder']!r} encoder: {e}")
+    if skeleton is not None and state is not None:
+        problems += _shape_problems(cfg, skeleton.state_dict(), state)
     for key, want in (expect or {}).items():
         have = cfg.get(key)
         if have != want:
@@ -277,27 +334,34 @@ def check_encoder_config(config: Mapping[str, Any], state: Mapping[str, torch.Te
     return cfg
 
 
-def _shape_problems(cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> list[str]:
-    """Disagreements between the config and the weight shapes, in words."""
+def _shape_problems(cfg: Mapping[str, Any], expected: Mapping[str, torch.Tensor],
+                    state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Disagreements between the config (``expected``: the state dict of the architecture it
+    describes) and the weights ``state``, in words."""
     problems: list[str] = []
-    layers = {int(m.group(1)) for k in state if (m := _LAYER_RE.match(k))}
-    if layers and layers != set(range(cfg["num_layers"])):
-        problems.append(f"config says num_layers={cfg['num_layers']} but the weights have layers {sorted(layers)}")
-    checks = {
-        "x_embedding1.weight": ((cfg["num_atom_type"], cfg["emb_dim"]), "atom-type table [num_atom_type, emb_dim]"),
-        "x_embedding2.weight": ((cfg["num_chirality"], cfg["emb_dim"]), "chirality table [num_chirality, emb_dim]"),
-    }
-    for i in range(cfg["num_layers"]):
-        d = cfg["emb_dim"]
-        checks[f"gnns.{i}.mlp.0.weight"] = ((2 * d, d), f"layer {i} first MLP weight [2 emb_dim, emb_dim]")
-        checks[f"gnns.{i}.mlp.2.weight"] = ((d, 2 * d), f"layer {i} second MLP weight [emb_dim, 2 emb_dim]")
-        checks[f"batch_norms.{i}.weight"] = ((d,), f"layer {i} batch norm [emb_dim]")
-    for key, (shape, what) in checks.items():
+    have_layers = {int(m.group(1)) for k in state if (m := _LAYER_RE.match(k))}
+    want_layers = {int(m.group(1)) for k in expected if (m := _LAYER_RE.match(k))}
+    if have_layers and have_layers != want_layers:
+        problems.append(f"config says num_layers={cfg.get('num_layers')} but the weights have layers {sorted(have_layers)}")
+    lacking, wrong = [], []
+    for key, want in expected.items():
+        m = _LAYER_RE.match(key)
+        if m and int(m.group(1)) not in have_layers and have_layers != want_layers:
+            continue  # explained by the layer count
         t = state.get(key)
         if t is None:
-            problems.append(f"weights lack {key}")
-        elif tuple(t.shape) != shape:
-            problems.append(f"{what} should be {list(shape)} by the config but {key} is {list(t.shape)}")
+            lacking.append(key)
+        elif tuple(t.shape) != tuple(want.shape):
+            what = _WEIGHT_NAMES.get(key)
+            if what:
+                wrong.append(f"{what} should be {list(want.shape)} by the config but {key} is {list(t.shape)}")
+            else:
+                wrong.append(f"{key} should be {list(want.shape)} by the config but is {list(t.shape)}")
+    if lacking:
+        problems.append("weights lack " + ", ".join(lacking))
+    problems += wrong[:_MAX_SHAPE_PROBLEMS]
+    if len(wrong) > _MAX_SHAPE_PROBLEMS:
+        problems.append(f"and {len(wrong) - _MAX_SHAPE_PROBLEMS} more weights have other shapes than the config implies")
     return problems
 
 
@@ -326,7 +390,8 @@ def save_encoder_file(path: PathLike, state_dict: Mapping[str, torch.Tensor], co
 def load_pretrained(name_or_path: PathLike, *, device: str | torch.device = "cpu",
                     expect: Mapping[str, Any] | None = None, urls: Sequence[str] | None = None,
                     mirrors: Sequence[str] = (), manifest=None, progress: bool = True):
-    """A ready 2D encoder: ``(model, config)`` with ``model`` a GIN in eval mode on ``device``.
+    """A ready 2D encoder: ``(model, config)`` with ``model`` the stored 2D encoder (GIN,
+    GraphGPS) in eval mode on ``device``.
 
     ``name_or_path``: a released checkpoint name (``graphmvp-download list``; shipped ones load
     offline, others are downloaded and verified on first use), an encoder file, or a pretraining
@@ -377,7 +442,7 @@ def _model_and_config(model, config):
         config = config if config is not None else loaded
     if not isinstance(model, torch.nn.Module):
         raise ValueError(
-            f"model must be a GIN (from load_pretrained / load_encoder_file), the (model, config) "
+            f"model must be a GIN or another 2D encoder (from load_pretrained / load_encoder_file), the (model, config) "
             f"pair they return, or a checkpoint name/path; got {type(model).__name__}"
         )
     if config is None:
@@ -399,7 +464,7 @@ def embed(smiles: str | Sequence[str], model, config: Mapping[str, Any] | None =
 
     Args:
         smiles: a list of SMILES (a single string counts as a list of one).
-        model: a GIN from :func:`load_pretrained` / :func:`load_encoder_file`, the ``(model,
+        model: a 2D encoder from :func:`load_pretrained` / :func:`load_encoder_file`, the ``(model,
             config)`` pair they return, or a name/path passed to :func:`load_pretrained`.
         config: the encoder config; default: the one the model carries. Its ``hydrogens`` decides
             whether explicit hydrogens are added to each molecule, its ``pooling`` how node

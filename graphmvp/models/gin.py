@@ -171,6 +171,18 @@ class GIN(nn.Module):
             hs.append(h)
         return JK_MODES[self.jk](hs)
 
+    def config(self) -> dict:
+        """Constructor arguments (plain python) that rebuild this architecture:
+        ``build_encoder("gin", **gin.config())``."""
+        return {
+            "num_layers": self.num_layers,
+            "emb_dim": self.emb_dim,
+            "dropout": self.dropout,
+            "jk": self.jk,
+            "num_atom_type": int(self.x_embedding1.num_embeddings),
+            "num_chirality": int(self.x_embedding2.num_embeddings),
+        }
+
     def extra_repr(self) -> str:
         return (
             f"num_layers={self.num_layers}, emb_dim={self.emb_dim}, "
