@@ -10,10 +10,11 @@ Examples::
     graphmvp-finetune --task davis --init runs/graphmvp --data-file DeepDTA/data/davis
     graphmvp-finetune table runs/ft/*                                  # paper-style table
     graphmvp-finetune tasks                                            # the registered tasks
+    torchrun --nproc_per_node=2 -m finetune.cli --task bbbp --init runs/graphmvp   # DDP (docs/distributed.md)
 
 Every option that changes the numbers is recorded in OUT/config.json and OUT/summary.json.
 Exit codes: 0 done, 2 bad input (one line on stderr, before any training), 1 training failed
-(non-finite loss), 130 interrupted.
+(non-finite loss, or under torchrun another rank died or hung past --dist-timeout), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 from typing import NoReturn, Optional
 
 from finetune.errors import FinetuneError
+from graphmvp.distributed import DEFAULT_TIMEOUT_S, DistributedError, launch_env, record_errors
 
 PROG = "graphmvp-finetune"
 COMMANDS = ("run", "table", "tasks")
@@ -100,6 +102,10 @@ def build_run_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-train", action="store_true", help="also evaluate the training split every epoch")
     g.add_argument("--save-model", action="store_true", help="write seed_<s>/best_model.pt")
     g.add_argument("--progress", action=bool_flag, default=True, help="log one line per epoch (default on)")
+    g.add_argument("--device", default="auto",
+                   help="auto (CUDA when torch and DGL both support it, else CPU; default), cpu, cuda, cuda:N")
+    g.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                   help=f"under torchrun: how long a rank waits for the others before the job fails (default: {DEFAULT_TIMEOUT_S:g})")
     return p
 
 
@@ -118,13 +124,22 @@ def _run(argv: list[str]) -> int:
 
     args = build_run_parser().parse_args(argv)
     fields = vars(args)
+    dist_timeout = fields.pop("dist_timeout")  # how the run executes, not what it computes: not in the config
     cfg = FinetuneConfig(**fields)
-    logging.basicConfig(level=logging.INFO if args.progress else logging.WARNING, format="%(message)s", stream=sys.stderr)
+    env = launch_env()
+    who = f" (rank {env.rank}/{env.world_size})" if env.world_size > 1 else ""
+    quiet = not args.progress or env.rank != 0  # under torchrun rank 0 alone reports progress
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        summary = finetune(cfg, command=[PROG, *argv])
-    except NonFiniteLoss as e:
-        print(f"{PROG}: training failed: {e}", file=sys.stderr)
+        summary = finetune(cfg, command=[PROG, *argv], dist_timeout=dist_timeout)
+    except (NonFiniteLoss, DistributedError) as e:
+        print(f"{PROG}: training failed{who}: {e}", file=sys.stderr)
         return 1
+    except FinetuneError as e:
+        print(f"{PROG}: error{who}: {e}", file=sys.stderr)
+        return 2
+    if env.rank != 0:
+        return 0
     r = summary["result"]
     metric = summary["metric"]
     print(f"{summary['task']} / {summary['method']}: test {metric} at best validation epoch "
@@ -134,6 +149,7 @@ def _run(argv: list[str]) -> int:
     return 0
 
 
+@record_errors  # under torchrun: an unexpected exception's traceback reaches the launcher's error summary
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in COMMANDS else "run"

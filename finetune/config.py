@@ -21,6 +21,7 @@ from finetune.errors import FinetuneError
 from finetune.model import HEADS
 from finetune.splits import SPLITS
 from finetune.tasks import TASK_TYPES, TaskSpec, get_task
+from graphmvp.distributed import DistOptionError, check_device_name
 from graphmvp.models import JK_MODES, READOUTS
 
 #: the split name of DTA tasks (DeepDTA setting-1 folds, validation = a random part of the training folds)
@@ -55,7 +56,8 @@ class FinetuneConfig:
 
     Run: ``seeds``, ``out``, ``overwrite``, ``threads``, ``eval_train`` (also evaluate the
     training split every epoch), ``save_model`` (write the best-validation model per seed),
-    ``progress`` (log a line per epoch).
+    ``progress`` (log a line per epoch), ``device`` (auto: CUDA when torch and DGL both have
+    it, else CPU; cpu; cuda; cuda:N; see :func:`graphmvp.distributed.resolve_device`).
     """
 
     task: Optional[str] = None
@@ -97,6 +99,7 @@ class FinetuneConfig:
     eval_train: bool = False
     save_model: bool = False
     progress: bool = True
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.label_cols, str):
@@ -241,6 +244,10 @@ class FinetuneConfig:
             c.out = str(Path("runs") / "finetune" / f"{_slug(c.task_name)}-{init}")
         if not str(c.out).strip():
             raise FinetuneError("--out is empty")
+        try:
+            check_device_name(c.device)
+        except DistOptionError as e:
+            raise FinetuneError(str(e)) from None
         return c
 
 

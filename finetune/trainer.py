@@ -26,6 +26,15 @@ The run folder (``out``)::
     skipped.tsv          rows of the data file that were left out, with reasons
     seed_<s>/split.json  the data-file rows (pairs for DTA) of each split part
     seed_<s>/best_model.pt  with save_model: the best-validation model (weights_only loadable)
+
+Distributed (``torchrun``, ``docs/distributed.md``): every rank runs :func:`finetune`. Rank 0
+reads (downloads, featurises, caches) the data first, the other ranks then read its cache. Each
+global batch of the training order is cut into ``world_size`` contiguous pieces, rank ``r``
+trains on piece ``r`` and back-propagates ``W * n_r / N * loss_r`` (``n_r`` valid labels of its
+piece, ``N`` of the global batch), so DDP's averaged gradient is the single-process gradient of
+the global batch; the GIN's batch norm is synchronised. Evaluation runs whole on every rank (the
+same numbers everywhere); rank 0 alone writes the run folder. Dropout masks are drawn per rank
+(equal results to one process hold for dropout 0).
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ import os
 import platform
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -55,6 +64,17 @@ from finetune.metrics import compute_metrics, multitask_roc_auc
 from finetune.model import EncoderInit, build_encoder, count_parameters
 from finetune.problems import batch_slices, build_problem
 from finetune.tasks import TASK_TYPES, TaskType
+from graphmvp.distributed import (
+    DEFAULT_TIMEOUT_S,
+    SINGLE_PROCESS,
+    DistContext,
+    DistOptionError,
+    convert_sync_batchnorm,
+    distributed_context,
+    move_to,
+    raise_if_communication_error,
+    rank_local_rng,
+)
 from graphmvp.io import atomic_path, write_bytes_atomic
 
 log = logging.getLogger("finetune")
@@ -144,18 +164,48 @@ def check_out_dir(cfg: FinetuneConfig) -> Path:
     return out
 
 
+class _OnDevice:
+    """A model (or sub-module) called with CPU inputs, run on ``device``, answering on the CPU:
+    what the problems' evaluation code (which builds CPU batches) calls on a GPU run. Module
+    attributes come wrapped the same way; other attributes pass through."""
+
+    def __init__(self, module: torch.nn.Module, device: torch.device):
+        self._module, self._device = module, device
+
+    def __call__(self, *inputs: Any) -> Any:
+        return move_to(self._module(*move_to(inputs, self._device)), torch.device("cpu"))
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._module, name)
+        return _OnDevice(attr, self._device) if isinstance(attr, torch.nn.Module) else attr
+
+
+def global_slices(n: int, batch_size: int, world_size: int) -> list[slice]:
+    """The global batches of a training order of ``n``: :func:`~finetune.problems.batch_slices`,
+    and under DDP a last batch smaller than ``world_size`` merged into the one before (every rank
+    needs a molecule; for 2 ranks this changes nothing)."""
+    slices = batch_slices(n, batch_size)
+    if world_size > 1 and len(slices) > 1 and slices[-1].stop - slices[-1].start < world_size:
+        last = slices.pop()
+        slices[-1] = slice(slices[-1].start, last.stop)
+    return slices
+
+
 # ------------------------------------------------------------------------------- one seed
 
 
 class _SeedRun:
-    def __init__(self, cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, pooling: str):
-        self.cfg, self.problem, self.ttype, self.seed = cfg, problem, ttype, seed
+    def __init__(self, cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, pooling: str,
+                 ctx: DistContext = SINGLE_PROCESS):
+        self.cfg, self.problem, self.ttype, self.seed, self.ctx = cfg, problem, ttype, seed, ctx
         torch.manual_seed(seed)
         np.random.seed(seed % (2**32))
         encoder, self.init = build_encoder(cfg.init, num_layers=cfg.num_layers, emb_dim=cfg.emb_dim, jk=cfg.jk,
                                            dropout=float(cfg.dropout), progress=cfg.progress, hydrogens=cfg.hydrogens,
                                            quiet=True)
-        self.model = problem.build_model(encoder, pooling)
+        self.model = problem.build_model(encoder, pooling).to(ctx.device)
+        if ctx.is_distributed:  # batch statistics of the global batch
+            self.model = convert_sync_batchnorm(self.model)
         self.parts = problem.parts(seed)
         self.loss_fn = LOSSES.get(ttype.loss)
         self.cache: dict = {}
@@ -178,6 +228,8 @@ class _SeedRun:
             groups.insert(0, {"name": "encoder", "params": enc_params, "lr": cfg.lr * cfg.encoder_lr_scale})
         self.optimizer = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.generator = torch.Generator().manual_seed(seed)
+        self.train_module = ctx.wrap(self.model)  # DDP under torchrun, the model itself otherwise
+        self.eval_model = self.model if ctx.device.type == "cpu" else _OnDevice(self.model, ctx.device)
 
     def _train_mode(self) -> None:
         self.model.train()
@@ -187,33 +239,50 @@ class _SeedRun:
     def train_epoch(self, epoch: int) -> tuple[float, int, float]:
         """One pass over the training part: (mean loss per molecule, molecules, seconds)."""
         self._train_mode()
+        ctx = self.ctx
         train = self.parts["train"]
         order = train[torch.randperm(train.shape[0], generator=self.generator).numpy()]
         total, seen = 0.0, 0
         t0 = time.perf_counter()
-        for step, s in enumerate(batch_slices(order.shape[0], self.cfg.batch_size)):
-            inputs, y = self.problem.batch(order[s])
-            out = self.model(*inputs)
+        for step, s in enumerate(global_slices(order.shape[0], self.cfg.batch_size, ctx.world_size)):
+            inputs, y = self.problem.batch(ctx.shard(order[s]))
             if self.scale is not None:
                 y = (y - self.shift) / self.scale
+            if ctx.device.type != "cpu":
+                inputs, y = move_to(inputs, ctx.device), y.to(ctx.device)
+            with rank_local_rng(ctx, self.seed, epoch, step):  # dropout: a stream per rank
+                out = self.train_module(*inputs)
             loss = self.loss_fn(out, y)
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"seed {self.seed}, epoch {epoch}, step {step}: loss is {loss.item()}; "
+            share, value = self._global_loss(loss, y)
+            if not math.isfinite(value):
+                raise NonFiniteLoss(f"seed {self.seed}, epoch {epoch}, step {step}: loss is {value}; "
                                     "lower --lr or check the labels")
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            share.backward()
             self.optimizer.step()
-            n = int(y.shape[0])
-            total += float(loss.detach()) * n
+            n = int(s.stop - s.start)
+            total += value * n
             seen += n
         return total / max(seen, 1), seen, time.perf_counter() - t0
+
+    def _global_loss(self, loss: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """(what this rank back-propagates, the global batch's loss). The losses are means over
+        the valid (non-NaN) labels: rank r's share is ``W * n_r / N * loss_r``."""
+        ctx = self.ctx
+        if not ctx.is_distributed:
+            return loss, float(loss.detach())
+        valid = int((~torch.isnan(y)).sum())
+        count, weighted = ctx.sum([valid, valid * float(loss.detach())])
+        if count == 0:  # no label in the whole batch: a zero step, as for one process
+            return loss * 0.0, 0.0
+        return loss * (ctx.world_size * valid / count), float(weighted / count)
 
     @torch.no_grad()
     def evaluate(self, part: str) -> tuple[dict, Optional[list]]:
         """Metrics of ``part`` (and per-task ROC-AUC for classification)."""
         self.model.eval()
         idx = self.parts[part]
-        pred = self.problem.predict(self.model, idx, max(self.cfg.batch_size, 256), self.cache, part)
+        pred = self.problem.predict(self.eval_model, idx, max(self.cfg.batch_size, 256), self.cache, part)
         if self.scale is not None:
             pred = pred * self.scale.numpy() + self.shift.numpy()
         y = self.problem.labels(idx)
@@ -226,8 +295,9 @@ class _SeedRun:
         return metrics, per_task
 
 
-def _train_seed(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, pooling: str, out: Path) -> tuple[SeedResult, EncoderInit]:
-    run = _SeedRun(cfg, problem, ttype, seed, pooling)
+def _train_seed(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, pooling: str, out: Path,
+                ctx: DistContext = SINGLE_PROCESS) -> tuple[SeedResult, EncoderInit]:
+    run = _SeedRun(cfg, problem, ttype, seed, pooling, ctx)
     result = SeedResult(seed)
     higher = ttype.higher_is_better
     best_value = float("nan")
@@ -255,8 +325,8 @@ def _train_seed(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, poolin
         if result.best_epoch == 0 or _better(value, best_value, higher):
             result.best_epoch, best_value, best_per_task = epoch, value, per_task_test
             if cfg.save_model:
-                result.best_state = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
-        if cfg.progress:
+                result.best_state = {k: v.detach().to("cpu").clone() for k, v in run.model.state_dict().items()}
+        if cfg.progress and ctx.is_main:
             log.info("seed %d epoch %d/%d  loss %.4f  valid %s %.4f  test %s %.4f  (%.1f s, %.0f mol/s)", seed, epoch,
                      cfg.epochs, loss, ttype.metric, value, ttype.metric, row[f"test_{ttype.metric}"], seconds,
                      row["train_molecules_per_s"])
@@ -265,7 +335,7 @@ def _train_seed(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, poolin
         result.best_epoch = cfg.epochs
         best_per_task = per_task_test
         if cfg.save_model:
-            result.best_state = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+            result.best_state = {k: v.detach().to("cpu").clone() for k, v in run.model.state_dict().items()}
         warnings.append(f"validation {ttype.metric} was undefined (NaN) at every epoch; the last epoch stands in for the best")
     best_row = result.rows[result.best_epoch - 1]
     last_row = result.rows[-1]
@@ -286,9 +356,10 @@ def _train_seed(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, poolin
         result.summary["test_roc_auc_per_task_at_best"] = best_per_task
         result.summary["test_tasks_evaluated_at_best"] = best_row.get("test_tasks_evaluated")
     seed_dir = out / f"seed_{seed}"
-    seed_dir.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(seed_dir / "split.json", problem.split_json(seed).encode())
-    if cfg.save_model and result.best_state is not None:
+    if ctx.is_main:
+        seed_dir.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(seed_dir / "split.json", problem.split_json(seed).encode())
+    if cfg.save_model and result.best_state is not None and ctx.is_main:
         payload = {"format": MODEL_FORMAT, "state_dict": result.best_state, "epoch": result.best_epoch,
                    "encoder_config": run.init.config, "task": cfg.task_name, "num_tasks": problem.num_tasks,
                    "head": cfg.head, "head_hidden": cfg.head_hidden, "pooling": pooling}
@@ -302,34 +373,100 @@ def _train_seed(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, poolin
 # --------------------------------------------------------------------------------- the run
 
 
-def finetune(config: FinetuneConfig, command: Optional[list[str]] = None) -> dict:
-    """Run every seed of ``config``; write the run folder; return the summary dict."""
+def finetune(config: FinetuneConfig, command: Optional[list[str]] = None, *,
+             dist_timeout: float = DEFAULT_TIMEOUT_S) -> dict:
+    """Run every seed of ``config``; write the run folder; return the summary dict.
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) this is one rank of a DDP run (module docstring);
+    collectives fail after ``dist_timeout`` seconds. Raises :class:`FinetuneError` for bad input
+    (every rank raises the first failing rank's message), :class:`NonFiniteLoss` and
+    :class:`~graphmvp.distributed.DistributedError` (another rank died or hung).
+    """
     cfg = config.resolved()
+    try:
+        with distributed_context(cfg.device, dist_timeout) as ctx:
+            try:
+                return _finetune(cfg, ctx, command)
+            except Exception as e:
+                raise_if_communication_error(e, ctx, "fine-tuning")
+                raise
+    except DistOptionError as e:
+        raise FinetuneError(str(e)) from None
+
+
+def _agree_on_error(ctx: DistContext, error: Optional[str]) -> None:
+    """Raise FinetuneError on every rank if any rank has ``error`` (the first rank's message)."""
+    errors = ctx.all_objects(error)
+    first = next(((r, e) for r, e in enumerate(errors) if e is not None), None)
+    if first is not None:
+        rank, message = first
+        raise FinetuneError(message if rank == 0 else f"rank {rank}: {message}")
+
+
+def _prepare(cfg: FinetuneConfig) -> tuple[EncoderInit, Any, str]:
+    """Load the encoder once (a bad --init fails here), read the data, make every seed's split
+    (a split that cannot be made fails before training too): (init, problem, pooling)."""
+    _, init = build_encoder(cfg.init, num_layers=cfg.num_layers, emb_dim=cfg.emb_dim, jk=cfg.jk,
+                            dropout=float(cfg.dropout), progress=cfg.progress, hydrogens=cfg.hydrogens)
+    problem = build_problem(cfg)
+    pooling = cfg.pooling or init.config.get("pooling", "mean")
+    for seed in cfg.seeds:
+        problem.parts(seed)
+    return init, problem, pooling
+
+
+def _prepare_everywhere(cfg: FinetuneConfig, ctx: DistContext) -> tuple[EncoderInit, Any, str]:
+    """:func:`_prepare` on rank 0 first (downloads, featurisation cache), then on the others."""
+    if not ctx.is_distributed:
+        return _prepare(cfg)
+    prepared, error = None, None
+    if ctx.is_main:
+        try:
+            check_out_dir(cfg)
+            prepared = _prepare(cfg)
+        except FinetuneError as e:
+            error = str(e)
+    _agree_on_error(ctx, error)
+    if not ctx.is_main:
+        try:
+            prepared = _prepare(replace(cfg, progress=False))
+        except FinetuneError as e:
+            error = str(e)
+    _agree_on_error(ctx, error)
+    init, problem, pooling = prepared
+    if cfg.batch_size < ctx.world_size:
+        raise FinetuneError(f"--batch-size={cfg.batch_size} is the global batch; with {ctx.world_size} ranks it must "
+                            f"be >= {ctx.world_size}")
+    for seed in cfg.seeds:
+        n = int(problem.parts(seed)["train"].shape[0])
+        if n < ctx.world_size:
+            raise FinetuneError(f"seed {seed}: {n} training example(s) for {ctx.world_size} ranks")
+    return init, problem, pooling
+
+
+def _finetune(cfg: FinetuneConfig, ctx: DistContext, command: Optional[list[str]]) -> dict:
     ttype: TaskType = TASK_TYPES.get(cfg.task_type)
-    out = check_out_dir(cfg)
+    out = Path(cfg.out).expanduser() if ctx.is_distributed else check_out_dir(cfg)  # (DDP: checked by rank 0)
     started = time.time()
     with _threads(cfg.threads):
-        # load the encoder once before reading data or training: a bad --init fails here
-        _, init = build_encoder(cfg.init, num_layers=cfg.num_layers, emb_dim=cfg.emb_dim, jk=cfg.jk,
-                                dropout=float(cfg.dropout), progress=cfg.progress, hydrogens=cfg.hydrogens)
-        problem = build_problem(cfg)
-        pooling = cfg.pooling or init.config.get("pooling", "mean")
-        for seed in cfg.seeds:  # a split that cannot be made (empty part) fails before training too
-            problem.parts(seed)
-        out.mkdir(parents=True, exist_ok=True)
-        _clear_outputs(out)
+        init, problem, pooling = _prepare_everywhere(cfg, ctx)
         method = cfg.method or init.method
-        write_json(out / "config.json", {
-            "format": RUN_FORMAT, "config": cfg.to_dict(), "task_type": ttype.__dict__, "pooling": pooling,
-            "method": method, "init": init.to_dict(), "versions": _versions(), "command": command or [],
-            "threads": torch.get_num_threads(),
-        })
-        write_skipped_tsv(out / "skipped.tsv", problem.skipped)
+        if ctx.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            _clear_outputs(out)
+            write_json(out / "config.json", {
+                "format": RUN_FORMAT, "config": cfg.to_dict(), "task_type": ttype.__dict__, "pooling": pooling,
+                "method": method, "init": init.to_dict(), "versions": _versions(), "command": command or [],
+                "threads": torch.get_num_threads(), "device": str(ctx.device), "world_size": ctx.world_size,
+            })
+            write_skipped_tsv(out / "skipped.tsv", problem.skipped)
+        ctx.barrier()
         results = []
         for seed in cfg.seeds:
-            result, init = _train_seed(cfg, problem, ttype, seed, pooling, out)
+            result, init = _train_seed(cfg, problem, ttype, seed, pooling, out, ctx)
             results.append(result)
-            _write_metrics(out / "metrics.csv", [r for res in results for r in res.rows])
+            if ctx.is_main:
+                _write_metrics(out / "metrics.csv", [r for res in results for r in res.rows])
         threads = torch.get_num_threads()
 
     summary = {
@@ -362,11 +499,14 @@ def finetune(config: FinetuneConfig, command: Optional[list[str]] = None) -> dic
         "pooling": pooling,
         "protocol": {k: getattr(cfg, k) for k in ("split_fractions", "dropout", "head", "epochs", "batch_size", "lr",
                                                  "weight_decay", "encoder_lr_scale", "freeze_encoder", "standardize")},
-        "timing": {"seconds": round(time.time() - started, 2), "threads": threads},
+        "timing": {"seconds": round(time.time() - started, 2), "threads": threads, "device": str(ctx.device),
+                   "world_size": ctx.world_size},
         "versions": _versions(),
     }
-    _plot(out / "learning_curve.png", results, ttype, summary)
-    write_json(out / SUMMARY_FILE, summary)
+    if ctx.is_main:
+        _plot(out / "learning_curve.png", results, ttype, summary)
+        write_json(out / SUMMARY_FILE, summary)
+    ctx.barrier()
     return summary
 
 

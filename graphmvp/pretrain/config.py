@@ -37,9 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from graphmvp.data.mask_distributions import MASK_DISTRIBUTIONS
+from graphmvp.data.mask_targets import MASK_TARGETS, build_mask_target
 from graphmvp.data.pretrain_dataset import CONFORMER_SAMPLING, VIEWS
 from graphmvp.models import ENCODERS, READOUTS
+from graphmvp.models.schnet import DEFAULT_SCHNET_IMPL, SCHNET_IMPLS
 from graphmvp.objectives import OBJECTIVES, RECONSTRUCTION_CRITERIA
+from graphmvp.objectives.decoders import DECODER_LOSSES, DECODERS
 from graphmvp.pretrain.presets import PRESETS
 from graphmvp.pretrain.tasks import TASKS_2D, coerce_option, task_of
 
@@ -68,6 +72,7 @@ VOLATILE_FIELDS = (
     "deterministic",
     "preset",
     "malloc_tuning",
+    "schnet_impl",
 )
 
 @dataclass
@@ -77,8 +82,15 @@ class PretrainConfig:
     Data: ``store`` (HDF5 conformer store; None = the bundled demo store, prepared on first use
     into ``<out>/../demo_conformers.h5``), ``views`` ("2d3d" | "2d"), ``conformer_sampling``
     ("all": one sample per stored conformer | "random": one per molecule, conformer per epoch),
-    ``mask_ratio`` (subgraph mask M of both views), ``attrmask_rate`` (AttrMask's 0.15),
-    ``cutoff`` / ``max_neighbors`` (3D neighbours: radius in A, nearest kept per atom).
+    ``mask_ratio`` (subgraph mask M of both views), ``attrmask_rate`` (AttrMask's 0.15; the
+    mask rate of every masked-node variant, ``--mask-rate``), ``cutoff`` / ``max_neighbors`` (3D
+    neighbours: radius in A, nearest kept per atom).
+
+    Masked-node prediction (``attrmask``; the masking-design study's axes, docs/masking_study.md):
+    ``mask_dist`` (where: "uniform" | "pagerank" | "learnable"), ``target`` (what: "atom" |
+    "motif" | "contextual"), ``decoder`` ("linear" | "gnn" re-mask decoder), ``decoder_loss``
+    ("ce" | "sce"); their further hyperparameters are task options (``--opt``). The defaults are
+    Hu et al.'s AttrMask.
 
     Objectives: ``loss`` (objective names), ``alpha1/2/3`` (weights of the contrastive,
     generative and 2D terms), ``temperature`` (T), ``normalize``, ``neg_samples`` (K cyclic-shift
@@ -88,7 +100,14 @@ class PretrainConfig:
     Models: ``encoder_2d`` / ``encoder_3d`` (names in ``ENCODERS``), ``num_layers``, ``emb_dim``
     (also SchNet's hidden size: the compared vectors have one width, no projection head),
     ``pooling`` (2D readout; SchNet is always mean-pooled), ``dropout``, ``schnet_filters``,
-    ``schnet_interactions``, ``schnet_gaussians``.
+    ``schnet_interactions``, ``schnet_gaussians``, ``schnet_impl`` (how SchNet runs, same weights:
+    ``tabulated`` (default, interpolated filter networks, ~1e-6 relative), ``fused`` (same
+    operations as ``plain``), ``plain`` (schnetpack's forward), ``fused-bf16`` (bf16 filter
+    networks, ~1e-2 relative); :data:`graphmvp.models.schnet.SCHNET_IMPLS`).
+    GraphGPS only (``encoder_2d="graphgps"``;
+    ``emb_dim`` is its output width): ``gps_hidden_dim`` (layer width; 192 keeps 5 layers within
+    5% of the 5 x 300 GIN's parameters), ``gps_heads``, ``gps_attn_dropout`` (GraphGPS: 0.5),
+    ``rwse_steps`` (random-walk encoding length, GraphGPS: 20).
 
     Optimisation: ``epochs``, ``batch_size``, ``lr``, ``weight_decay`` (Adam);
     ``schnet_lr_scale`` (SchNet lr = lr x this), ``to2d_lr_scale`` (the 3D->2D generative model).
@@ -97,7 +116,9 @@ class PretrainConfig:
     ``threads`` (torch threads; None = leave as is), ``deterministic``
     (``torch.use_deterministic_algorithms``), ``resume``, ``overwrite`` (replace a finished or
     interrupted run in ``out``), ``max_steps`` (stop after this many optimiser steps in total),
-    ``log_every`` (steps between log lines), ``progress`` (tqdm bar), ``device``,
+    ``log_every`` (steps between log lines), ``progress`` (tqdm bar), ``device``
+    (auto: CUDA when torch and DGL both have it, else CPU; cpu; cuda; cuda:N; see
+    :func:`graphmvp.distributed.resolve_device`),
     ``malloc_tuning`` (keep freed memory in the heap on glibc, much fewer page faults per step;
     see :func:`graphmvp.pretrain.trainer.tune_malloc`).
     """
@@ -118,6 +139,10 @@ class PretrainConfig:
     detach_target: bool = True
     mask_ratio: float = 0.15
     attrmask_rate: float = 0.15
+    mask_dist: str = "uniform"
+    target: str = "atom"
+    decoder: str = "linear"
+    decoder_loss: str = "ce"
     conformer_sampling: str = "all"
     cutoff: float = 10.0
     max_neighbors: int = 32
@@ -127,9 +152,14 @@ class PretrainConfig:
     emb_dim: int = 300
     pooling: str = "mean"
     dropout: float = 0.0
+    gps_hidden_dim: int = 192
+    gps_heads: int = 4
+    gps_attn_dropout: float = 0.5
+    rwse_steps: int = 20
     schnet_filters: int = 128
     schnet_interactions: int = 6
     schnet_gaussians: int = 51
+    schnet_impl: str = DEFAULT_SCHNET_IMPL
     epochs: int = 100
     batch_size: int = 256
     lr: float = 1e-3
@@ -145,7 +175,7 @@ class PretrainConfig:
     max_steps: Optional[int] = None
     log_every: int = 10
     progress: bool = True
-    device: str = "cpu"
+    device: str = "auto"
     malloc_tuning: bool = True
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -312,15 +342,23 @@ def _validate(cfg: PretrainConfig) -> None:
     _number(cfg, "mask_ratio", nonneg=True, below_one=True)
     if not 0 < cfg.attrmask_rate <= 1:
         raise ConfigError(f"--attrmask-rate={cfg.attrmask_rate!r}: must be in (0, 1]")
+    _validate_masked_prediction(cfg)
     _choice(cfg, "conformer_sampling", CONFORMER_SAMPLING)
     _number(cfg, "cutoff", positive=True)
     _number(cfg, "max_neighbors", positive=True, integer=True)
     _choice(cfg, "encoder_2d", ENCODERS.names())
     _choice(cfg, "encoder_3d", ENCODERS.names())
+    _choice(cfg, "schnet_impl", SCHNET_IMPLS.names())
     _number(cfg, "num_layers", positive=True, integer=True)
     _number(cfg, "emb_dim", positive=True, integer=True)
     _choice(cfg, "pooling", READOUTS)
     _number(cfg, "dropout", nonneg=True, below_one=True)
+    _number(cfg, "gps_hidden_dim", positive=True, integer=True)
+    _number(cfg, "gps_heads", positive=True, integer=True)
+    _number(cfg, "gps_attn_dropout", nonneg=True, below_one=True)
+    _number(cfg, "rwse_steps", positive=True, integer=True)
+    if cfg.gps_hidden_dim % cfg.gps_heads:
+        raise ConfigError(f"--gps-heads={cfg.gps_heads!r}: must divide --gps-hidden-dim={cfg.gps_hidden_dim!r}")
     _number(cfg, "schnet_filters", positive=True, integer=True)
     _number(cfg, "schnet_interactions", positive=True, integer=True)
     _number(cfg, "schnet_gaussians", positive=True, integer=True)
@@ -343,8 +381,33 @@ def _validate(cfg: PretrainConfig) -> None:
         raise ConfigError("--out is empty: give the run folder")
     if cfg.resume and cfg.overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
-    if not (cfg.device == "cpu" or str(cfg.device).startswith("cuda")):
-        raise ConfigError(f"--device={cfg.device!r}: allowed: cpu, cuda, cuda:N")
+    from graphmvp.distributed import DistOptionError, check_device_name  # (availability: checked at run time)
+
+    try:
+        check_device_name(cfg.device)
+    except DistOptionError as e:
+        raise ConfigError(str(e)) from None
+
+
+#: the masked-node prediction fields and their AttrMask values
+MASKED_PREDICTION_DEFAULTS = {"mask_dist": "uniform", "target": "atom", "decoder": "linear", "decoder_loss": "ce"}
+
+
+def _validate_masked_prediction(cfg: PretrainConfig) -> None:
+    """The axes of masked-node prediction (``attrmask``): known names; set only with attrmask;
+    learnable masking trains its scorer through the gnn decoder only."""
+    _choice(cfg, "mask_dist", MASK_DISTRIBUTIONS.names())
+    _choice(cfg, "target", MASK_TARGETS.names())
+    _choice(cfg, "decoder", DECODERS.names())
+    _choice(cfg, "decoder_loss", DECODER_LOSSES)
+    changed = [f"--{k.replace('_', '-')} {getattr(cfg, k)}" for k, v in MASKED_PREDICTION_DEFAULTS.items()
+               if getattr(cfg, k) != v]
+    if changed and "attrmask" not in cfg.loss:
+        raise ConfigError(f"{', '.join(changed)}: set masked-node prediction, but --loss {'+'.join(cfg.loss)} has no "
+                          "attrmask term")
+    if MASK_DISTRIBUTIONS.get(cfg.mask_dist).needs_scorer and not DECODERS.get(cfg.decoder).uses_graph:
+        raise ConfigError(f"--mask-dist {cfg.mask_dist} needs --decoder gnn: its scorer is trained through the "
+                          f"score-weighted unmasked atoms, which the {cfg.decoder} decoder never reads")
 
 
 def _validate_options(cfg: PretrainConfig) -> None:
@@ -407,7 +470,8 @@ def check_inputs(cfg: PretrainConfig) -> None:
     """File-system checks before any work; raise :class:`ConfigError` (one line).
 
     * an explicit ``store`` must exist, be a conformer store, and hold 3D positions for
-      ``views="2d3d"``;
+      ``views="2d3d"``; a masked-node target read from the store's label sidecar (``motif``...)
+      needs that sidecar, current;
     * ``resume`` needs ``<out>/last.pt``; without ``resume`` or ``overwrite``, a folder that
       already holds a run (``last.pt``) is not touched.
     """
@@ -430,6 +494,11 @@ def check_inputs(cfg: PretrainConfig) -> None:
                 f"--store {path} has no 3D positions (prepared without conformers), but --views 2d3d needs them; "
                 "use --views 2d or prepare the store with conformers"
             )
+        if "attrmask" in cfg.loss and MASK_TARGETS.get(cfg.target).needs_store:
+            try:
+                build_mask_target(cfg.target, path, preload=False)
+            except ValueError as e:  # missing or stale sidecar: the message names the command
+                raise ConfigError(f"--target {cfg.target}: {str(e).splitlines()[0]}") from None
     out = Path(cfg.out).expanduser()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder")

@@ -66,7 +66,9 @@ def _accepted(cls: Callable, pool: dict[str, Any]) -> dict[str, Any]:
 def encoder_kwargs(cfg: PretrainConfig, view: str) -> dict[str, Any]:
     """Constructor arguments of the ``view`` ("2d" | "3d") encoder named in ``cfg``."""
     if view == "2d":
-        pool = {"num_layers": cfg.num_layers, "emb_dim": cfg.emb_dim, "dropout": cfg.dropout, "jk": "last"}
+        pool = {"num_layers": cfg.num_layers, "emb_dim": cfg.emb_dim, "dropout": cfg.dropout, "jk": "last",
+                "hidden_dim": cfg.gps_hidden_dim, "heads": cfg.gps_heads, "attn_dropout": cfg.gps_attn_dropout,
+                "rwse_steps": cfg.rwse_steps}
         name = cfg.encoder_2d
     elif view == "3d":
         pool = {
@@ -75,6 +77,7 @@ def encoder_kwargs(cfg: PretrainConfig, view: str) -> dict[str, Any]:
             "n_interactions": cfg.schnet_interactions,
             "n_gaussians": cfg.schnet_gaussians,
             "cutoff": cfg.cutoff,
+            "impl": cfg.schnet_impl,
         }
         name = cfg.encoder_3d
     else:
@@ -90,7 +93,8 @@ def objective_kwargs(cfg: PretrainConfig, name: str) -> dict[str, Any]:
         "contrastive": {"temperature": cfg.temperature, "normalize": cfg.normalize, "num_negatives": cfg.neg_samples},
         "generative": {"emb_dim": cfg.emb_dim, "beta": cfg.beta, "loss": cfg.rr_loss, "detach_target": cfg.detach_target},
         "2d": {"emb_dim": cfg.emb_dim, "dropout": cfg.dropout, "context_layers": r2 - r1, "num_negatives": cfg.neg_samples,
-               **task_options(cfg)},
+               "mask_dist": cfg.mask_dist, "target": cfg.target, "decoder": cfg.decoder,
+               "decoder_loss": cfg.decoder_loss, "store": cfg.store, **task_options(cfg)},
     }
     return _accepted(cls, pools[cls.kind])
 

@@ -43,6 +43,18 @@ Reproducibility and resume
 Errors
     A non-finite loss stops the run with :class:`NonFiniteLossError`: epoch, step, the loss terms,
     the batch's molecules (store indices and SMILES) and the last good checkpoint.
+
+Distributed (``torchrun``; ``docs/distributed.md``)
+    Under a launcher with ``WORLD_SIZE > 1`` every rank runs :func:`pretrain`; the epoch plan
+    (:func:`epoch_batches`: global batches of ``batch_size``) is the same on every rank and rank
+    ``r`` loads only the ``r``-th contiguous piece of each global batch. The step
+    (:class:`ShardedStep`) encodes the local piece, gathers the pooled representations of the
+    global batch (differentiable), computes the contrastive and generative terms on the global
+    batch on every rank (the same in-batch negatives and VRR noise as one process), weights the
+    local 2D-task term by the rank's share of its items (:data:`LOCAL_TERM_COUNTS`) and
+    synchronises the GIN's batch norm, so that the averaged gradient is the single-process
+    gradient of the global batch. Metrics are those of the global batch. Rank 0 alone writes the
+    run folder and logs; ``--resume`` loads rank 0's ``last.pt`` on rank 0 and broadcasts it.
 """
 
 from __future__ import annotations
@@ -57,12 +69,13 @@ import random
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -70,13 +83,30 @@ from graphmvp.data.collate import PretrainBatch, collate
 from graphmvp.data.pretrain_dataset import PretrainDataset
 from graphmvp.data.store import ConformerStore
 from graphmvp.demo import demo_smiles_path
+from graphmvp.distributed import (
+    DEFAULT_TIMEOUT_S,
+    DistContext,
+    DistOptionError,
+    DistributedError,
+    all_gather_rows,
+    communication,
+    convert_sync_batchnorm,
+    distributed_context,
+    raise_if_communication_error,
+    rank_local_rng,
+    shard_bounds,
+)
 from graphmvp.io import atomic_path, write_bytes_atomic
 from graphmvp.pretrain.config import ConfigError, PretrainConfig, check_inputs
-from graphmvp.pretrain.model import GraphMVPModel, StepOutput, dataset_options
+from graphmvp.pretrain.model import KIND_CALLERS, GraphMVPModel, dataset_options
+from graphmvp.registry import Registry
 
 LOG = logging.getLogger("graphmvp.pretrain")
 
 STATE_FORMAT = "graphmvp-pretrain-state-v1"
+#: config fields that do not change the weights but may differ on ``--resume`` beyond
+#: :data:`~graphmvp.pretrain.config.VOLATILE_FIELDS` (a run may move between devices)
+RESUME_MAY_CHANGE = ("device",)
 RUN_FILES = ("config.yaml", "train.log", "metrics.csv", "model_2d.pt", "best_model_2d.pt", "last.pt", "loss_curves.png")
 
 
@@ -129,15 +159,75 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1, np.uint64)[0]) & ((1 << 63) - 1)
 
 
-def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The batches (lists of sample indices) of ``epoch``: a seeded permutation cut into
-    ``batch_size`` pieces; a last piece of a single sample is dropped (batch norm needs 2)."""
+class EpochPlan(Sequence):
+    """The global batches of one epoch: ``order`` int64 [n] cut into consecutive batches of
+    ``batch_size`` (the last one may be shorter). ``plan[i]`` is batch ``i``, an int64 array (a
+    view of ``order``): one array per epoch, not one python int per sample.
+
+    ``shard(rank, world_size)``: the sequence of rank ``rank``'s pieces of every batch (see
+    :func:`graphmvp.distributed.shard_bounds`), what that rank's DataLoader loads.
+    """
+
+    def __init__(self, order: np.ndarray, batch_size: int):
+        self.order = np.asarray(order, dtype=np.int64)
+        self.batch_size = int(batch_size)
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.batch_size)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        n = len(self)
+        i = int(i)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"batch {i} out of range for an epoch of {n} batches")
+        return self.order[i * self.batch_size : (i + 1) * self.batch_size]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EpochPlan):
+            return NotImplemented
+        return self.batch_size == other.batch_size and np.array_equal(self.order, other.order)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"EpochPlan({len(self.order)} samples, {len(self)} batches of <= {self.batch_size})"
+
+    def shard(self, rank: int, world_size: int) -> "RankPieces":
+        return RankPieces(self, rank, world_size)
+
+
+class RankPieces(Sequence):
+    """Rank ``rank``'s contiguous piece of every batch of an :class:`EpochPlan` (its
+    DataLoader's batch sampler). ``sizes(i)``: the piece sizes of batch ``i`` on every rank."""
+
+    def __init__(self, plan: EpochPlan, rank: int, world_size: int):
+        self.plan, self.rank, self.world_size = plan, int(rank), int(world_size)
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        batch = self.plan[i]
+        start, stop = shard_bounds(len(batch), self.rank, self.world_size)
+        return batch[start:stop]
+
+    def sizes(self, i: int) -> list[int]:
+        n = len(self.plan[i])
+        return [b - a for a, b in (shard_bounds(n, r, self.world_size) for r in range(self.world_size))]
+
+
+def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int, min_batch: int = 2) -> EpochPlan:
+    """The :class:`EpochPlan` of ``epoch``: a seeded permutation of the samples cut into global
+    batches of ``batch_size``; a last batch of fewer than ``min_batch`` samples is dropped (batch
+    norm needs 2; under DDP every rank needs one, so the trainer passes ``max(2, world_size)``)."""
     generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-    order = torch.randperm(num_samples, generator=generator).tolist()
-    batches = [order[i : i + batch_size] for i in range(0, num_samples, batch_size)]
-    if batches and len(batches[-1]) < 2:
-        batches.pop()
-    return batches
+    order = torch.randperm(num_samples, generator=generator).numpy()
+    tail = num_samples % batch_size
+    if 0 < tail < min_batch:
+        order = order[: num_samples - tail]
+    return EpochPlan(order, batch_size)
 
 
 def demo_store_path(out: Path) -> Path:
@@ -207,17 +297,22 @@ def _slug(name: str) -> str:
     return name.replace("-", "_")
 
 
-def _rng_state() -> dict[str, Any]:
+def _rng_state(device: torch.device) -> dict[str, Any]:
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
+    state = {
         "torch": torch.get_rng_state(),
         "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
         "python": random.getstate(),
     }
+    if device.type == "cuda":  # VRR's noise is drawn on the device
+        state["torch_cuda"] = torch.cuda.get_rng_state(device)
+    return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "torch_cuda" in state:
+        torch.cuda.set_rng_state(state["torch_cuda"], device)
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     py = state["python"]
@@ -249,6 +344,24 @@ def _run_logging(log_path: Path, progress: bool) -> Iterator[None]:
         LOG.removeHandler(file_handler)
         LOG.removeHandler(console)
         file_handler.close()
+        LOG.setLevel(old_level)
+        LOG.propagate = old_propagate
+
+
+@contextmanager
+def _rank_logging(ctx: DistContext) -> Iterator[None]:
+    """Ranks other than 0 write no file: their errors go to stderr, prefixed with the rank."""
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.ERROR)
+    console.setFormatter(logging.Formatter(f"[rank {ctx.rank}/{ctx.world_size}] %(message)s"))
+    old_level, old_propagate = LOG.level, LOG.propagate
+    LOG.setLevel(logging.INFO)
+    LOG.propagate = False
+    LOG.addHandler(console)
+    try:
+        yield
+    finally:
+        LOG.removeHandler(console)
         LOG.setLevel(old_level)
         LOG.propagate = old_propagate
 
@@ -287,43 +400,93 @@ def _check_resumable(cfg: PretrainConfig, state: dict[str, Any], last: Path) -> 
         raise ConfigError(f"--resume: {last} is not a graphmvp pretraining state ({STATE_FORMAT})")
     saved = PretrainConfig.from_dict(state["config"]).result_defining()
     now = cfg.result_defining()
+    for key in RESUME_MAY_CHANGE:
+        saved.pop(key, None)
+        now.pop(key, None)
     diff = [f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in now if saved.get(k) != now.get(k)]
     if diff:
         raise ConfigError(f"--resume: options differ from the run in {last.parent}: " + "; ".join(diff))
 
 
-def pretrain(config: PretrainConfig) -> RunResult:
+def pretrain(config: PretrainConfig, *, dist_timeout: float = DEFAULT_TIMEOUT_S) -> RunResult:
     """Run (or resume) one pretraining run; see the module docstring for what it writes.
 
-    Raises :class:`~graphmvp.pretrain.config.ConfigError` for invalid options (before any work)
-    and :class:`NonFiniteLossError` when the loss becomes NaN or infinite.
+    Under ``torchrun`` (``WORLD_SIZE > 1``) this is one rank of a DDP run: the process group is
+    started here (``gloo`` on CPU, ``nccl`` on CUDA; collectives fail after ``dist_timeout``
+    seconds) unless the caller started one. Raises :class:`~graphmvp.pretrain.config.ConfigError`
+    for invalid options (before any work; under DDP every rank raises the first rank's error),
+    :class:`NonFiniteLossError` when the loss becomes NaN or infinite and
+    :class:`~graphmvp.distributed.DistributedError` when another rank died or hung.
     """
     cfg = config.resolved()
+    try:
+        with distributed_context(cfg.device, dist_timeout) as ctx:
+            return _pretrain(cfg, ctx)
+    except DistOptionError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _agree_on_error(ctx: DistContext, error: Optional[str]) -> None:
+    """Raise ConfigError on every rank if any rank has ``error`` (the first rank's message)."""
+    if ctx.is_distributed:
+        errors = ctx.all_objects(error)
+        first = next(((r, e) for r, e in enumerate(errors) if e is not None), None)
+        if first is not None:
+            rank, message = first
+            raise ConfigError(message if rank == 0 else f"rank {rank}: {message}")
+    elif error is not None:
+        raise ConfigError(error)
+
+
+def _pretrain(cfg: PretrainConfig, ctx: DistContext) -> RunResult:
     explicit_store = cfg.store is not None
-    check_inputs(cfg)
+    # rank 0 checks the run folder; every rank checks the store it will read
+    error = None
+    try:
+        check_inputs(cfg if ctx.is_main else replace(cfg, resume=False, overwrite=True))
+        if ctx.is_distributed and cfg.batch_size < ctx.world_size:
+            raise ConfigError(f"--batch-size={cfg.batch_size} is the global batch; with {ctx.world_size} ranks it "
+                              f"must be >= {ctx.world_size} (each rank needs a sample)")
+    except ConfigError as e:
+        error = str(e)
+    _agree_on_error(ctx, error)
     cfg = _resolve_paths(cfg)
     out = Path(cfg.out)
     last = out / "last.pt"
     state = None
-    if cfg.resume:
+    error = None
+    if cfg.resume and ctx.is_main:
         try:
             state = torch.load(last, map_location="cpu", weights_only=True)
+            _check_resumable(cfg, state, last)
+        except ConfigError as e:
+            error, state = str(e), None
         except Exception as e:  # a truncated or foreign file
-            raise ConfigError(f"--resume: cannot read {last} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-        _check_resumable(cfg, state, last)
+            error = f"--resume: cannot read {last} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    _agree_on_error(ctx, error)
+    if cfg.resume and ctx.is_distributed:
+        with communication("sending rank 0's last.pt to every rank", ctx):
+            state = ctx.broadcast_object(state)
 
     malloc_tuned = tune_malloc() if cfg.malloc_tuning else False
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.overwrite:
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-    with _run_logging(out / "train.log", cfg.progress), _torch_settings(cfg.threads, cfg.deterministic):
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if cfg.overwrite:
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
+    ctx.barrier()
+    logs = _run_logging(out / "train.log", cfg.progress) if ctx.is_main else _rank_logging(ctx)
+    with logs, _torch_settings(cfg.threads, cfg.deterministic):
         try:
             if cfg.malloc_tuning:
                 LOG.info("malloc tuning (glibc: mmap threshold 1 GiB, no heap trimming): %s",
                          "applied" if malloc_tuned else "not available on this platform")
-            return _Run(cfg, explicit_store, state).run()
-        except NonFiniteLossError as e:
+            try:
+                return _Run(cfg, explicit_store, state, ctx).run()
+            except Exception as e:
+                raise_if_communication_error(e, ctx, "training")
+                raise
+        except (NonFiniteLossError, DistributedError) as e:
             LOG.error("%s", e)
             raise
         except KeyboardInterrupt:
@@ -331,15 +494,154 @@ def pretrain(config: PretrainConfig) -> RunResult:
             raise
 
 
+# -- one step on a shard of the global batch (DDP) -------------------------------------------------
+#: objective kinds computed from the pooled representations of both views: under DDP they are
+#: gathered over ranks and these terms are computed on the global batch, on every rank
+PAIR_KINDS = ("contrastive", "generative")
+
+#: 2D-task objective name -> ``count(batch) -> int``: how many items its loss is a mean over
+#: (its denominator). Under DDP rank ``r`` back-propagates ``W * n_r / N * loss_r`` (``N`` the
+#: global count), so the ranks' mean is the mean over the global batch's items. A 2D task without
+#: an entry is weighted by its samples (exact only if its loss is a per-sample mean).
+LOCAL_TERM_COUNTS: Registry = Registry("2D-task item count")
+
+
+@LOCAL_TERM_COUNTS.register("attrmask")
+def _masked_atoms(batch: PretrainBatch) -> int:
+    """AttrMask and its variants average over the masked atoms."""
+    from graphmvp.pretrain.tasks.attrmask import MASKED_NODES
+
+    inputs = batch.extras.get(MASKED_NODES)
+    if inputs is None:  # Hu et al.'s setting: the dataset's built-in AttrMask inputs
+        return int(batch.attrmask_index.numel())
+    if inputs.index is not None:
+        return int(inputs.index.numel())
+    return int(inputs.num_mask.sum())  # learnable masking: the step picks num_mask atoms per sample
+
+
+@LOCAL_TERM_COUNTS.register("contextpred")
+def _context_pairs(batch: PretrainBatch) -> int:
+    """ContextPred averages over the samples that have a context pair."""
+    return int(batch.cp_center.numel())
+
+
+def _samples(batch: PretrainBatch) -> int:
+    return batch.batch_size
+
+
+def local_term_count(name: str) -> Callable[[PretrainBatch], int]:
+    """The :data:`LOCAL_TERM_COUNTS` entry of ``name`` (the sample count when it has none)."""
+    return LOCAL_TERM_COUNTS.get(name) if name in LOCAL_TERM_COUNTS else _samples
+
+
+@dataclass
+class StepValues:
+    """One optimiser step's losses as a single process computes them on the global batch.
+
+    ``loss``: the tensor this process back-propagates (the global loss for one process; under
+    DDP the rank's share, see :class:`ShardedStep`). ``total`` / ``terms`` / ``metrics``: python
+    numbers of the global batch (``terms`` unweighted, ``total`` their weighted sum).
+    ``samples``: samples in the global batch.
+    """
+
+    loss: Tensor
+    total: float
+    terms: dict[str, float]
+    metrics: dict[str, float]
+    samples: int
+
+
+class ShardedStep(nn.Module):
+    """The GraphMVP step of one rank on its piece of the global batch (what DDP wraps).
+
+    ``forward(batch, sizes, counts, step) -> (loss, report)``, with ``batch`` this rank's piece,
+    ``sizes`` the piece sizes of every rank, ``counts`` 2D-task name -> (this rank's items, global
+    items) and ``step`` the global step (seeds the rank-local random stream):
+
+    1. both encoders on the local piece (rank-local random stream: dropout);
+    2. pooled 2D and 3D representations gathered in rank order (:func:`all_gather_rows`, one
+       collective): the global batch's [B, D], identical on every rank;
+    3. contrastive and generative terms on the gathered batch on every rank: in-batch negatives
+       are the global batch's cyclic shifts and VRR's noise comes from the global torch stream,
+       which every rank holds in the same state - the single-process values; each rank
+       back-propagates them whole (the gather's backward sums the ranks' gradients);
+    4. the 2D task on the local piece, back-propagated as ``W * n_r / N * loss_r``; its reported
+       value and metrics are the item-weighted means over ranks (one all-reduce).
+
+    With DDP's gradient averaging the update equals the single-process update (batch norm of
+    the encoders synchronised, :class:`~graphmvp.distributed.SyncBatchNorm`). Deviation:
+    ContextPred's negatives are cyclic shifts within each rank's pieces (its objective takes
+    the batch whole); its loss is still weighted by the global count of context pairs.
+    ``report``: ``{"total": float, "terms": {name: float}, "metrics": {name: float}}``.
+    """
+
+    def __init__(self, model: GraphMVPModel, ctx: DistContext, seed: int):
+        super().__init__()
+        self.model = model
+        self.ctx = ctx
+        self.seed = int(seed)
+
+    def _gather(self, z2d: Optional[Tensor], z3d: Optional[Tensor], sizes: Sequence[int]):
+        if z2d is not None and z3d is not None:
+            both = all_gather_rows(torch.cat([z2d, z3d], dim=1), sizes)
+            return both[:, : z2d.shape[1]], both[:, z2d.shape[1] :]
+        return (None if z2d is None else all_gather_rows(z2d, sizes)), (None if z3d is None else all_gather_rows(z3d, sizes))
+
+    def forward(self, batch: PretrainBatch, sizes: Sequence[int], counts: dict[str, tuple[int, int]], step: int):
+        model, ctx = self.model, self.ctx
+        with rank_local_rng(ctx, self.seed, step, 0):
+            z2d = model.encode_2d(batch)
+            z3d = model.encode_3d(batch)
+        z2d, z3d = self._gather(z2d, z3d, sizes)
+        loss: Optional[Tensor] = None
+        terms: dict[str, float] = {}
+        metrics: dict[str, float] = {}
+        local: list[tuple[str, Tensor, int, int, dict[str, float]]] = []
+        for kind, objective in model.objectives.items():
+            name = model.names[kind]
+            if kind in PAIR_KINDS:
+                value, parts = KIND_CALLERS[kind](model, objective, batch, z2d, z3d)
+                metrics.update(parts)
+                if value is None:
+                    continue
+                terms[name] = float(value.detach())
+                share = value
+            else:
+                mine, total = counts[name]
+                if total == 0:  # no rank has an item for this term
+                    continue
+                with rank_local_rng(ctx, self.seed, step, 1):
+                    value, parts = KIND_CALLERS[kind](model, objective, batch, z2d, z3d)
+                local.append((name, value.detach(), mine, total, parts))
+                share = value * (ctx.world_size * mine / total)
+            weighted = model.weights[kind] * share
+            loss = weighted if loss is None else loss + weighted
+        if local:  # item-weighted sums over ranks: [n_r * loss_r, n_r * metric_r ...] per term
+            keys = [(name, sorted(parts)) for name, _, _, _, parts in local]
+            vector = []
+            for name, value, mine, total, parts in local:
+                vector.append(mine * float(value))
+                vector.extend(mine * float(parts[k]) for k in sorted(parts))
+            sums = iter(ctx.sum(vector))
+            for (name, metric_keys), (_, _, _, total, _) in zip(keys, local):
+                terms[name] = float(next(sums)) / total
+                for k in metric_keys:
+                    metrics[k] = float(next(sums)) / total
+        kind_of = {n: k for k, n in model.names.items()}
+        report = {"total": sum(model.weights[kind_of[n]] * v for n, v in terms.items()), "terms": terms, "metrics": metrics}
+        return loss, report
+
+
 class _Run:
     """The state of one run (used by :func:`pretrain`)."""
 
-    def __init__(self, cfg: PretrainConfig, explicit_store: bool, state: Optional[dict[str, Any]]):
+    def __init__(self, cfg: PretrainConfig, explicit_store: bool, state: Optional[dict[str, Any]], ctx: DistContext):
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.explicit_store = explicit_store
         self.state = state
-        self.device = torch.device(cfg.device)
+        self.ctx = ctx
+        self.device = ctx.device
         self.metrics: list[dict[str, Any]] = []
         self.epochs_done = 0
         self.global_step = 0
@@ -349,14 +651,24 @@ class _Run:
 
     # -- setup ----------------------------------------------------------------------------------
     def _open_data(self) -> None:
-        cfg = self.cfg
+        cfg, ctx = self.cfg, self.ctx
         path = Path(cfg.store)
         if self.explicit_store:
             LOG.info("store %s", path)
         else:
-            path, prepared = ensure_demo_store(path)
-            how = "prepared it now" if prepared else "reusing the existing file"
-            LOG.info("no --store given: bundled demo molecules %s -> demo store %s (%s)", demo_smiles_path().name, path, how)
+            error = None
+            if ctx.is_main:  # one rank prepares the demo store; the others wait, then read it
+                try:
+                    path, prepared = ensure_demo_store(path)
+                    how = "prepared it now" if prepared else "reusing the existing file"
+                    LOG.info("no --store given: bundled demo molecules %s -> demo store %s (%s)", demo_smiles_path().name,
+                             path, how)
+                except ConfigError as e:
+                    error = str(e)
+            _agree_on_error(ctx, error)
+            if not path.is_file():
+                raise ConfigError(f"rank {ctx.rank}: the demo store {path} prepared by rank 0 is not visible on this "
+                                  "machine; pass --store with a store present on every machine")
         with ConformerStore(path) as store:
             self.hydrogens = store.hydrogens
             LOG.info(
@@ -377,13 +689,41 @@ class _Run:
                 raise ConfigError(f"--store {path}: {str(e).splitlines()[0]}") from None
         if len(self.dataset) < 2:
             raise ConfigError(f"--store {path}: {len(self.dataset)} sample(s); pretraining needs at least 2")
-        n_batches = len(epoch_batches(len(self.dataset), cfg.batch_size, cfg.seed, 0))
+        n_batches = len(self._plan(0))
         LOG.info("dataset: %d samples (%s, conformer sampling %s, mask ratio %g), %d batches of <= %d per epoch",
                  len(self.dataset), cfg.views, cfg.conformer_sampling, cfg.mask_ratio, n_batches, cfg.batch_size)
+        if ctx.is_distributed:
+            LOG.info("distributed: %d ranks (%s); each global batch of %d is cut into %d contiguous pieces, rank r "
+                     "loads piece r; --lr applies to the global batch", ctx.world_size, ctx.backend, cfg.batch_size,
+                     ctx.world_size)
+
+    def _plan(self, epoch: int) -> EpochPlan:
+        """The global batches of ``epoch`` (the same on every rank)."""
+        return epoch_batches(len(self.dataset), self.cfg.batch_size, self.cfg.seed, epoch,
+                             min_batch=max(2, self.ctx.world_size))
 
     def _build(self) -> None:
-        cfg = self.cfg
+        cfg, ctx = self.cfg, self.ctx
         self.model = GraphMVPModel(cfg).to(self.device)
+        self.sharded: Optional[nn.Module] = None
+        if ctx.is_distributed:
+            # modules that see only this rank's samples normalise with the global batch's statistics;
+            # the pair objectives see the gathered global batch and keep plain batch norm
+            self.model.encoder_2d = convert_sync_batchnorm(self.model.encoder_2d)
+            if self.model.encoder_3d is not None:
+                self.model.encoder_3d = convert_sync_batchnorm(self.model.encoder_3d)
+            for kind in list(self.model.objectives):
+                if kind not in PAIR_KINDS:
+                    self.model.objectives[kind] = convert_sync_batchnorm(self.model.objectives[kind])
+                    name = self.model.names[kind]
+                    if name not in LOCAL_TERM_COUNTS:
+                        LOG.warning("2D task %s has no LOCAL_TERM_COUNTS entry: under DDP its loss is weighted by "
+                                    "samples, exact only if it is a per-sample mean", name)
+            # a 2D task may leave its parameters out of a step (ContextPred without a context pair
+            # in the whole batch): DDP must then look for unused parameters; the pair objectives
+            # and the encoders use every parameter in every step
+            has_task = any(kind not in PAIR_KINDS for kind in self.model.names)
+            self.sharded = ctx.wrap(ShardedStep(self.model, ctx, cfg.seed), find_unused_parameters=has_task)
         groups = self.model.parameter_groups(cfg.lr, cfg.schnet_lr_scale, cfg.to2d_lr_scale)
         self.optimizer = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         for g in groups:
@@ -399,21 +739,23 @@ class _Run:
         self.best_loss = float(state["best_loss"])
         self.best_epoch = state["best_epoch"]
         self.metrics = [dict(row) for row in state["metrics"]]
-        _set_rng_state(state["rng"])
+        _set_rng_state(state["rng"], self.device)
         LOG.info("resumed from %s: %d epoch(s) done, global step %d", self.out / "last.pt", self.epochs_done, self.global_step)
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> RunResult:
-        cfg = self.cfg
+        cfg, ctx = self.cfg, self.ctx
         t_start = time.perf_counter()
         argv = " ".join(sys.argv) if sys.argv else ""
-        LOG.info("graphmvp-pretrain %s run in %s (%s)", "resuming" if cfg.resume else "starting", self.out, argv)
+        LOG.info("graphmvp-pretrain %s run in %s (%s) on %s", "resuming" if cfg.resume else "starting", self.out, argv,
+                 ctx.describe() if not ctx.is_distributed else f"{ctx.world_size} ranks ({ctx.backend}, {ctx.device.type})")
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         self._open_data()
         self._build()
-        write_bytes_atomic(self.out / "config.yaml", cfg.to_yaml().encode(), fsync=True)
+        if ctx.is_main:
+            write_bytes_atomic(self.out / "config.yaml", cfg.to_yaml().encode(), fsync=True)
         if self.state is not None:
             self._restore(self.state)
             self.state = None
@@ -426,7 +768,9 @@ class _Run:
             self._epoch(epoch)
             if self.stopped:
                 break
-        self._plot()
+        if ctx.is_main:
+            self._plot()
+        ctx.barrier()
         seconds = time.perf_counter() - t_start
         LOG.info("done: %d epoch(s), %d steps, best epoch %s (loss %s), %.1f s; 2D encoder: %s",
                  self.epochs_done, self.global_step, self.best_epoch, _format_number(self.best_loss), seconds,
@@ -444,13 +788,47 @@ class _Run:
             files={name: self.out / name for name in RUN_FILES if (self.out / name).exists()},
         )
 
+    def _step(self, batch: PretrainBatch, pieces: RankPieces, step: int, epoch: int) -> Optional[StepValues]:
+        """Forward pass of one global batch; None when it gives no loss term at all."""
+        if self.sharded is None:  # one process: the model's own forward
+            out = self.model(batch)
+            if out.total is None:
+                return None
+            terms = {n: float(t.detach()) for n, t in out.terms.items()}
+            return StepValues(out.total, float(out.total.detach()), terms, dict(out.metrics), batch.batch_size)
+        ctx = self.ctx
+        sizes = pieces.sizes(step)
+        names = [n for k, n in self.model.names.items() if k not in PAIR_KINDS]
+        counts: dict[str, tuple[int, int]] = {}
+        if names:  # every rank's item count of each 2D term (needed before the loss is formed)
+            table = ctx.gather([local_term_count(n)(batch) for n in names])
+            for j, name in enumerate(names):
+                per_rank = table[:, j].astype(np.int64)
+                total = int(per_rank.sum())
+                empty = np.flatnonzero(per_rank == 0)
+                if total > 0 and empty.size:
+                    raise DistributedError(
+                        f"epoch {epoch + 1} step {step + 1}: rank {int(empty[0])}'s piece of the global batch has no "
+                        f"{name} item while other pieces do; under DDP every rank needs one (use a larger --batch-size "
+                        "or fewer ranks)"
+                    )
+                counts[name] = (int(per_rank[ctx.rank]), total)
+            if not any(k in PAIR_KINDS for k in self.model.names) and all(t == 0 for _, t in counts.values()):
+                return None
+        loss, report = self.sharded(batch, sizes, counts, self.global_step)
+        return StepValues(loss, report["total"], report["terms"], report["metrics"], sum(sizes))
+
     def _epoch(self, epoch: int) -> None:
-        cfg = self.cfg
+        cfg, ctx = self.cfg, self.ctx
         self.dataset.set_epoch(epoch)
-        batches = epoch_batches(len(self.dataset), cfg.batch_size, cfg.seed, epoch)
+        begin_epoch = getattr(self.model, "begin_epoch", None)
+        if callable(begin_epoch):  # the 2D task's hook (e.g. hand restored state to the transforms)
+            begin_epoch(self.dataset, epoch)
+        plan = self._plan(epoch)
+        pieces = plan.shard(ctx.rank, ctx.world_size)
         loader = DataLoader(
             self.dataset,
-            batch_sampler=batches,
+            batch_sampler=pieces if ctx.is_distributed else plan,
             collate_fn=collate,
             num_workers=cfg.num_workers,
             generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch) ^ 1),
@@ -462,31 +840,31 @@ class _Run:
         n_samples = steps = skipped = 0
         data_seconds = 0.0
         t0 = time.perf_counter()
-        bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                   disable=not cfg.progress, dynamic_ncols=True, leave=False, file=sys.stderr)
+        bar = tqdm(total=len(plan), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not (cfg.progress and ctx.is_main), dynamic_ncols=True, leave=False, file=sys.stderr)
         iterator = iter(loader)
         try:
-            for step in range(len(batches)):
+            for step in range(len(plan)):
                 t_wait = time.perf_counter()
                 batch = next(iterator)
                 data_seconds += time.perf_counter() - t_wait
                 if self.device.type != "cpu":
                     batch = batch.to(self.device)
-                out = self.model(batch)
-                if out.total is None:
+                out = self._step(batch, pieces, step, epoch)
+                if out is None:
                     skipped += 1
                     bar.update(1)
                     continue
-                self._check_finite(out, batch, epoch, step)
+                self._check_finite(out, batch, pieces, epoch, step)
                 self.optimizer.zero_grad(set_to_none=True)
-                out.total.backward()
+                out.loss.backward()
                 self.optimizer.step()
                 self.global_step += 1
                 steps += 1
-                size = batch.batch_size
+                size = out.samples
                 n_samples += size
-                values = {f"loss_{_slug(n)}": float(t.detach()) for n, t in out.terms.items()}
-                values["loss_total"] = float(out.total.detach())
+                values = {f"loss_{_slug(n)}": v for n, v in out.terms.items()}
+                values["loss_total"] = out.total
                 for key, value in values.items():
                     sums[key] = sums.get(key, 0.0) + value * size
                 for key, value in out.metrics.items():
@@ -498,7 +876,7 @@ class _Run:
                 bar.update(1)
                 if self.global_step % cfg.log_every == 0:
                     parts = " ".join(f"{k[5:]}={_format_number(v)}" for k, v in values.items())
-                    LOG.info("epoch %d step %d/%d (global %d): %s | %.1f mol/s", epoch + 1, step + 1, len(batches),
+                    LOG.info("epoch %d step %d/%d (global %d): %s | %.1f mol/s", epoch + 1, step + 1, len(plan),
                              self.global_step, parts, rate, extra={"step_line": True})
                 if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
                     self.stopped = True
@@ -506,6 +884,9 @@ class _Run:
         finally:
             bar.close()
             del iterator
+        end_epoch = getattr(self.model, "end_epoch", None)
+        if callable(end_epoch):  # e.g. JOAO's augmentation weights; every rank calls it
+            end_epoch(self.dataset, epoch)
         seconds = time.perf_counter() - t0
         row: dict[str, Any] = {"epoch": epoch + 1, "steps": steps, "samples": n_samples}
         for name in self.model.names.values():
@@ -525,7 +906,9 @@ class _Run:
         if improved:
             self.best_loss = row["loss_total"]
             self.best_epoch = epoch + 1
-        self._save(epoch + 1, row["loss_total"], improved)
+        if ctx.is_main:
+            self._save(epoch + 1, row["loss_total"], improved)
+        ctx.barrier()  # the checkpoint of this epoch is complete before any rank goes on
         accs = " ".join(f"{k}={row[k]:.3f}" for k in row if k.startswith("acc_"))
         losses = " ".join(f"{k[5:]}={_format_number(row[k])}" for k in row if k.startswith("loss_"))
         LOG.info("epoch %d/%d: %s %s | %d steps, %.1f samples/s, %.1f s (data %.1f s)%s%s", epoch + 1, cfg.epochs, losses,
@@ -539,11 +922,16 @@ class _Run:
             return store.smiles(mol_index)
         return store[mol_index].smiles
 
-    def _check_finite(self, out: StepOutput, batch: PretrainBatch, epoch: int, step: int) -> None:
-        if bool(torch.isfinite(out.total.detach())):
+    def _check_finite(self, out: StepValues, batch: PretrainBatch, pieces: RankPieces, epoch: int, step: int) -> None:
+        """Stop on a non-finite loss of the global batch (every rank sees the same value)."""
+        if math.isfinite(out.total):
             return
-        terms = ", ".join(f"{n}={float(t.detach())}" for n, t in out.terms.items())
-        ids = batch.mol_index.tolist()
+        terms = ", ".join(f"{n}={v}" for n, v in out.terms.items())
+        if self.ctx.is_distributed:  # the molecules of the whole global batch, in batch order
+            with torch.no_grad():
+                ids = all_gather_rows(batch.mol_index.view(-1, 1).to(self.device), pieces.sizes(step)).view(-1).tolist()
+        else:
+            ids = batch.mol_index.tolist()
         described = [f"{i}:{self._smiles(i)}" for i in ids]
         shown = " ".join(described[:8]) + (f" ... (+{len(described) - 8} more, see train.log)" if len(described) > 8 else "")
         last = self.out / "last.pt"
@@ -572,7 +960,8 @@ class _Run:
             "best_epoch": self.best_epoch,
             "stopped_at_max_steps": self.stopped,
             "metrics": [dict(row) for row in self.metrics],
-            "rng": _rng_state(),
+            "rng": _rng_state(self.device),
+            "world_size": self.ctx.world_size,
         }
         atomic_torch_save(state, self.out / "last.pt")
 
@@ -633,13 +1022,20 @@ class _Run:
 
 
 __all__ = [
+    "EpochPlan",
+    "LOCAL_TERM_COUNTS",
     "NonFiniteLossError",
+    "PAIR_KINDS",
+    "RankPieces",
     "RunResult",
     "atomic_torch_save",
     "demo_store_path",
     "ensure_demo_store",
     "epoch_batches",
     "epoch_seed",
+    "ShardedStep",
+    "StepValues",
+    "local_term_count",
     "pretrain",
     "tune_malloc",
 ]
