@@ -580,15 +580,13 @@ def load_finetuned(path: str | os.PathLike):
     """Rebuild a model saved with ``save_model`` (``seed_<s>/best_model.pt``): returns
     ``(model in eval mode, payload)``. Molecule tasks only."""
     from finetune.model import FinetuneModel
-    from graphmvp.models import GIN
+    from graphmvp.pretrained import encoder_from_config
 
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise FinetuneError(f"{path}: not a fine-tuned model file ({MODEL_FORMAT})")
-    ec = payload["encoder_config"]
-    gin = GIN(num_layers=ec["num_layers"], emb_dim=ec["emb_dim"], jk=ec.get("jk", "last"),
-              num_atom_type=ec.get("num_atom_type", 120), num_chirality=ec.get("num_chirality", 3))
-    model = FinetuneModel(gin, payload["num_tasks"], pooling=payload["pooling"], head=payload["head"],
+    encoder = encoder_from_config({"encoder": "gin", **payload["encoder_config"]})  # files before GraphGPS: GIN
+    model = FinetuneModel(encoder, payload["num_tasks"], pooling=payload["pooling"], head=payload["head"],
                           head_hidden=payload.get("head_hidden"))
     model.load_state_dict(payload["state_dict"])
     return model.eval(), payload

@@ -138,3 +138,22 @@ def test_mismatched_checkpoints_fail_before_training(freesolv, pretrain_run, tmp
     assert rc == 2 and err.strip() == ("graphmvp-finetune: error: unknown task 'tox22'; known tasks: bace, bbbp, cep, "
                                        "clintox, davis, esol, freesolv, hiv, kiba, lipophilicity, malaria, muv, sider, "
                                        "tox21, toxcast")
+
+
+def test_a_graphgps_encoder_fine_tunes_saves_and_reloads(freesolv, tmp_path, capsys):
+    """Fine-tuning accepts a GraphGPS model_2d.pt, and its saved model rebuilds as GraphGPS."""
+    from graphmvp.models import GraphGPS
+    from graphmvp.pretrained import save_encoder_file
+
+    gps = GraphGPS(num_layers=2, emb_dim=16, hidden_dim=8, heads=2, rwse_steps=4)
+    init = tmp_path / "gps_model_2d.pt"
+    save_encoder_file(init, gps.state_dict(), {**gps.config(), "encoder": "graphgps", "pooling": "mean",
+                                               "hydrogens": "drop", "features": "hu-simple"})
+    out = tmp_path / "gps"
+    rc, _, stderr = run_cli(capsys, "--task", "freesolv", "--data-file", freesolv, "--init", init, "--save-model",
+                            "--epochs", 1, "--batch-size", 128, "--out", out, "--threads", 1, "--no-progress")
+    assert rc == 0, stderr
+    model, payload = load_finetuned(out / "seed_0" / "best_model.pt")
+    assert isinstance(model.molecule_model, GraphGPS) and payload["encoder_config"]["encoder"] == "graphgps"
+    saved = torch.load(out / "seed_0" / "best_model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())

@@ -237,3 +237,10 @@ def test_print_config_shows_the_resolved_preset(capsys):
 def test_presets_table_has_the_documented_names():
     # GraphMVP's released settings and Hu et al.'s baselines; the 2D task modules add their own
     assert {"graphmvp", "graphmvp-g", "graphmvp-c", "attrmask", "contextpred"} <= set(PRESETS)
+
+
+def test_encoders_must_fit_their_view():
+    with pytest.raises(ConfigError, match="--encoder-2d='schnet': allowed: gin, graphgps"):
+        resolve_config("graphmvp", encoder_2d="schnet")
+    with pytest.raises(ConfigError, match="--encoder-3d='gin': allowed: schnet"):
+        resolve_config("graphmvp", encoder_3d="gin")

@@ -346,8 +346,11 @@ def _validate(cfg: PretrainConfig) -> None:
     _choice(cfg, "conformer_sampling", CONFORMER_SAMPLING)
     _number(cfg, "cutoff", positive=True)
     _number(cfg, "max_neighbors", positive=True, integer=True)
-    _choice(cfg, "encoder_2d", ENCODERS.names())
-    _choice(cfg, "encoder_3d", ENCODERS.names())
+    from graphmvp.pretrained import two_d_encoders
+
+    two_d = two_d_encoders()
+    _choice(cfg, "encoder_2d", two_d)
+    _choice(cfg, "encoder_3d", [n for n in ENCODERS.names() if n not in two_d])
     _choice(cfg, "schnet_impl", SCHNET_IMPLS.names())
     _number(cfg, "num_layers", positive=True, integer=True)
     _number(cfg, "emb_dim", positive=True, integer=True)
