@@ -51,7 +51,7 @@ Distributed (``torchrun``; ``docs/distributed.md``)
     (:class:`ShardedStep`) encodes the local piece, gathers the pooled representations of the
     global batch (differentiable), computes the contrastive and generative terms on the global
     batch on every rank (the same in-batch negatives and VRR noise as one process), weights the
-    local 2D-task term by the rank's share of its items (:data:`LOCAL_TERM_COUNTS`) and
+    local 2D-task term by the rank's share of its items (``Task2D.item_count``) and
     synchronises the GIN's batch norm, so that the averaged gradient is the single-process
     gradient of the global batch. Metrics are those of the global batch. Rank 0 alone writes the
     run folder and logs; ``--resume`` loads rank 0's ``last.pt`` on rank 0 and broadcasts it.
@@ -99,7 +99,7 @@ from graphmvp.distributed import (
 from graphmvp.io import atomic_path, write_bytes_atomic
 from graphmvp.pretrain.config import ConfigError, PretrainConfig, check_inputs
 from graphmvp.pretrain.model import KIND_CALLERS, GraphMVPModel, dataset_options
-from graphmvp.registry import Registry
+from graphmvp.pretrain.tasks import TASKS_2D
 
 LOG = logging.getLogger("graphmvp.pretrain")
 
@@ -499,39 +499,16 @@ def _pretrain(cfg: PretrainConfig, ctx: DistContext) -> RunResult:
 #: gathered over ranks and these terms are computed on the global batch, on every rank
 PAIR_KINDS = ("contrastive", "generative")
 
-#: 2D-task objective name -> ``count(batch) -> int``: how many items its loss is a mean over
-#: (its denominator). Under DDP rank ``r`` back-propagates ``W * n_r / N * loss_r`` (``N`` the
-#: global count), so the ranks' mean is the mean over the global batch's items. A 2D task without
-#: an entry is weighted by its samples (exact only if its loss is a per-sample mean).
-LOCAL_TERM_COUNTS: Registry = Registry("2D-task item count")
-
-
-@LOCAL_TERM_COUNTS.register("attrmask")
-def _masked_atoms(batch: PretrainBatch) -> int:
-    """AttrMask and its variants average over the masked atoms."""
-    from graphmvp.pretrain.tasks.attrmask import MASKED_NODES
-
-    inputs = batch.extras.get(MASKED_NODES)
-    if inputs is None:  # Hu et al.'s setting: the dataset's built-in AttrMask inputs
-        return int(batch.attrmask_index.numel())
-    if inputs.index is not None:
-        return int(inputs.index.numel())
-    return int(inputs.num_mask.sum())  # learnable masking: the step picks num_mask atoms per sample
-
-
-@LOCAL_TERM_COUNTS.register("contextpred")
-def _context_pairs(batch: PretrainBatch) -> int:
-    """ContextPred averages over the samples that have a context pair."""
-    return int(batch.cp_center.numel())
+def local_term_count(name: str) -> Callable[[PretrainBatch], int]:
+    """How many items the 2D task ``name``'s loss is a mean over in a batch
+    (:attr:`graphmvp.pretrain.tasks.Task2D.item_count`; the sample count when it has none).
+    Under DDP rank ``r`` back-propagates ``W * n_r / N * loss_r`` (``N`` the global count)."""
+    task = TASKS_2D.get(name)
+    return task.item_count if task.item_count is not None else _samples
 
 
 def _samples(batch: PretrainBatch) -> int:
     return batch.batch_size
-
-
-def local_term_count(name: str) -> Callable[[PretrainBatch], int]:
-    """The :data:`LOCAL_TERM_COUNTS` entry of ``name`` (the sample count when it has none)."""
-    return LOCAL_TERM_COUNTS.get(name) if name in LOCAL_TERM_COUNTS else _samples
 
 
 @dataclass
@@ -716,9 +693,9 @@ class _Run:
                 if kind not in PAIR_KINDS:
                     self.model.objectives[kind] = convert_sync_batchnorm(self.model.objectives[kind])
                     name = self.model.names[kind]
-                    if name not in LOCAL_TERM_COUNTS:
-                        LOG.warning("2D task %s has no LOCAL_TERM_COUNTS entry: under DDP its loss is weighted by "
-                                    "samples, exact only if it is a per-sample mean", name)
+                    if TASKS_2D.get(name).in_batch:
+                        LOG.warning("2D task %s compares the samples of a batch with each other: under DDP it "
+                                    "compares within each rank's piece of the global batch", name)
             # a 2D task may leave its parameters out of a step (ContextPred without a context pair
             # in the whole batch): DDP must then look for unused parameters; the pair objectives
             # and the encoders use every parameter in every step
@@ -1023,7 +1000,6 @@ class _Run:
 
 __all__ = [
     "EpochPlan",
-    "LOCAL_TERM_COUNTS",
     "NonFiniteLossError",
     "PAIR_KINDS",
     "RankPieces",

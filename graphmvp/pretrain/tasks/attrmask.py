@@ -196,12 +196,23 @@ def _run(model, objective, batch):
     return objective(node_reps, index, inputs.target[index], graph=graph, node_weight=scores)
 
 
+def _masked_atoms(batch) -> int:
+    """The loss is a mean over the masked atoms."""
+    inputs = batch.extras.get(MASKED_NODES)
+    if inputs is None:  # Hu et al.'s setting: the dataset's built-in AttrMask inputs
+        return int(batch.attrmask_index.numel())
+    if inputs.index is not None:
+        return int(inputs.index.numel())
+    return int(inputs.num_mask.sum())  # learnable masking: the step picks num_mask atoms per sample
+
+
 TASKS_2D.register("attrmask")(
     Task2D(
         _dataset_options,
         _run,
         options=OPTIONS,
         describe="masked-node prediction: AttrMask (Hu et al. 2020) and the masking-design study's variants",
+        item_count=_masked_atoms,
     )
 )
 

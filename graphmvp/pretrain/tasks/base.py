@@ -23,6 +23,13 @@ name by a module of this package:
     called by the trainer after the steps of every epoch (e.g. JOAO's update of its augmentation
     distribution); state it changes must live in the objective's ``state_dict`` (buffers) so that
     ``--resume`` restores it.
+``item_count(batch) -> int`` (optional)
+    how many items the task's loss is a mean over in ``batch`` (masked atoms, context pairs,
+    ...); None: a per-sample mean. Under DDP a rank's term is weighted by its share of the global
+    count, so the ranks' average is the mean over the global batch's items.
+``in_batch``
+    the loss compares the samples of a batch with each other (negatives, prototypes): under DDP
+    those comparisons stay within each rank's piece of the global batch (documented limit).
 ``describe``
     one line for ``--help`` and the docs.
 """
@@ -45,6 +52,8 @@ class Task2D:
     end_epoch: Optional[Callable[[Any, Any, Any, int], None]] = None
     begin_epoch: Optional[Callable[[Any, Any, Any, int], None]] = None
     describe: str = ""
+    item_count: Optional[Callable[[Any], int]] = None
+    in_batch: bool = False
 
 
 #: 2D-task objective name -> :class:`Task2D`

@@ -23,4 +23,12 @@ def _run(model, objective, batch):
     return objective(substruct_reps, batch.cp_center, batch.cp_context, batch.cp_overlap_index, batch.cp_overlap_segment)
 
 
-TASKS_2D.register("contextpred")(Task2D(_options, _run, describe="context prediction (Hu et al. 2020)"))
+def _context_pairs(batch) -> int:
+    """The loss is a mean over the samples that have a context pair."""
+    return int(batch.cp_center.numel())
+
+
+# negatives are cyclic shifts among the batch's context pairs: in_batch
+TASKS_2D.register("contextpred")(
+    Task2D(_options, _run, describe="context prediction (Hu et al. 2020)", item_count=_context_pairs, in_batch=True)
+)

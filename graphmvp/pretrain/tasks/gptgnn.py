@@ -190,7 +190,8 @@ def _run(model, objective, batch):
 
 
 TASKS_2D.register(NAME)(
-    Task2D(_options, _run, options=OPTIONS, describe="next atom type along a BFS order (GPT-GNN, Hu et al. 2020)")
+    Task2D(_options, _run, options=OPTIONS, describe="next atom type along a BFS order (GPT-GNN, Hu et al. 2020)",
+           item_count=lambda batch: int(batch.extras[NAME].label.numel()))  # a mean over the generated atoms
 )
 
 # GPT-GNN has no molecular release; Hu et al.'s 2D-baseline protocol (100 epochs, batch 256,

@@ -68,7 +68,7 @@ def _options(cfg) -> dict[str, Any]:
 
 TASKS_2D.register("graphcl")(
     Task2D(_options, run_views("graphcl"), options=GRAPHCL_OPTIONS,
-           describe="two augmented views, projection head, NT-Xent (You et al. 2020)")
+           describe="two augmented views, projection head, NT-Xent (You et al. 2020)", in_batch=True)
 )
 
 # GraphCL (You et al. 2020), transfer learning on molecules: Hu et al.'s setting (batch 256,

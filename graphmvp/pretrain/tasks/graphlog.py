@@ -132,6 +132,7 @@ TASKS_2D.register(NAME)(
         begin_epoch=_begin_epoch,
         end_epoch=_end_epoch,
         describe="masked-view contrast + hierarchical prototypes (GraphLoG, Xu et al. 2021)",
+        in_batch=True,
     )
 )
 

@@ -203,10 +203,12 @@ def _motif_run(model, objective, batch):
 
 TASKS_2D.register(CONTEXTUAL)(
     Task2D(_contextual_options, _contextual_run, options=CONTEXTUAL_OPTIONS,
-           describe="contextual atom-label prediction (GROVER G-Contextual, Rong et al. 2020)")
+           describe="contextual atom-label prediction (GROVER G-Contextual, Rong et al. 2020)",
+           item_count=lambda batch: int(batch.extras[CONTEXTUAL].index.numel()))  # a mean over the labelled atoms
 )
 TASKS_2D.register(MOTIF)(
-    Task2D(_motif_options, _motif_run, describe="functional-group multi-label prediction (GROVER G-Motif, Rong et al. 2020)")
+    Task2D(_motif_options, _motif_run, describe="functional-group multi-label prediction (GROVER G-Motif, Rong et al. 2020)",
+           item_count=lambda batch: int(batch.extras[MOTIF].valid.sum()))  # a mean over the labelled molecules
 )
 
 # GraphMVP's table (Liu et al. 2022) runs GROVER's tasks on the GIN with the 2D baselines'

@@ -36,7 +36,9 @@ def _run(model, objective, batch):
 
 
 TASKS_2D.register("infomax")(
-    Task2D(_options, _run, describe="node vs. molecule-summary discrimination, DGI (Hu et al. 2020)")
+    # two means over the batch's atoms (positive and negative pairs); negatives: the next molecule's summary
+    Task2D(_options, _run, describe="node vs. molecule-summary discrimination, DGI (Hu et al. 2020)",
+           item_count=lambda batch: int(batch.graph_2d.num_nodes()), in_batch=True)
 )
 
 # Hu et al. 2020 (pretrain-gnns): batch 256, 100 epochs, lr 1e-3, whole molecules
