@@ -258,7 +258,7 @@ def test_resume_after_killing_a_real_run(store, tmp_path):
     assert 1 <= done < epochs, f"the run was not interrupted (epochs done: {done})"
 
     resumed = pretrain(config(store, tmp_path / "killed", epochs=epochs, seed=7, resume=True))
-    full = pretrain(config(store, tmp_path / "full", epochs=epochs, seed=7))
+    pretrain(config(store, tmp_path / "full", epochs=epochs, seed=7))
     assert resumed.epochs_done == epochs and [r["epoch"] for r in resumed.metrics] == list(range(1, epochs + 1))
     assert_same_states(model_state(tmp_path / "full"), model_state(tmp_path / "killed"))
 
