@@ -320,6 +320,9 @@ def distributed_context(device: str = "auto", timeout_s: float = DEFAULT_TIMEOUT
                                f"{_first_line(e)}") from None
     try:
         yield ctx
+        # leave together: a rank that tears down while another still talks to the store that
+        # rank 0 hosts can leave that rank hanging at exit (seen under load with gloo)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

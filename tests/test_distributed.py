@@ -81,9 +81,35 @@ def rank_env() -> dict[str, str]:
     return env
 
 
+def _kill_tagged(tag: str) -> None:
+    """SIGKILL every process whose environment carries ``GRAPHMVP_TEST_LAUNCH=tag``: the launcher
+    and its ranks, even ranks the launcher left behind (re-parented, in their own sessions)."""
+    import psutil
+
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get("GRAPHMVP_TEST_LAUNCH") == tag:
+                p.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+
+
+def run_launcher(command: list[str], cwd: Path, timeout: float = LAUNCH_TIMEOUT) -> subprocess.CompletedProcess:
+    """Run a launcher; on timeout kill it AND its rank processes (killing only the launcher would
+    leave hung ranks behind, holding the output pipes open) and fail."""
+    env = {**rank_env(), "GRAPHMVP_TEST_LAUNCH": f"{os.getpid()}-{time.monotonic_ns()}"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_tagged(env["GRAPHMVP_TEST_LAUNCH"])
+        out, err = proc.communicate()
+        pytest.fail(f"{' '.join(command[:6])} ... did not finish in {timeout:.0f} s:\n{out[-2000:]}\n{err[-3000:]}")
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
 def torchrun(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run(torchrun_command(["-m", module, *args]), capture_output=True, text=True, cwd=cwd, env=rank_env(),
-                          timeout=LAUNCH_TIMEOUT)
+    proc = run_launcher(torchrun_command(["-m", module, *args]), cwd)
     assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc
 
@@ -298,7 +324,7 @@ COLLECTIVES_SCRIPT = textwrap.dedent('''
 def test_sync_batchnorm_and_gather_equal_one_process_on_uneven_and_empty_pieces(tmp_path):
     script = tmp_path / "collectives.py"
     script.write_text(COLLECTIVES_SCRIPT)
-    proc = subprocess.run(torchrun_command([script]), capture_output=True, text=True, cwd=tmp_path, env=rank_env(), timeout=LAUNCH_TIMEOUT)
+    proc = run_launcher(torchrun_command([script]), tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "rank 0: ok" in proc.stdout and "rank 1: ok" in proc.stdout
 
@@ -346,7 +372,7 @@ def test_attrmask_two_ranks_equal_one_process(store, tmp_path):
 def test_a_rank_dying_fails_the_job_loudly_and_quickly(store, tmp_path):
     args = cli_args({**TINY, "store": str(store), "batch_size": 8}, epochs=1000, out=tmp_path / "run")
     proc = subprocess.Popen(torchrun_command(["-m", "graphmvp.pretrain.cli", *args]), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=rank_env())
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=rank_env(), start_new_session=True)
     try:
         deadline = time.monotonic() + LAUNCH_TIMEOUT
         for line in proc.stdout:  # rank 0's step lines
@@ -362,7 +388,7 @@ def test_a_rank_dying_fails_the_job_loudly_and_quickly(store, tmp_path):
         seconds = time.monotonic() - t_kill
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode != 0
     assert seconds < 60, f"the job took {seconds:.0f} s to fail"
