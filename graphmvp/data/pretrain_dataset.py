@@ -32,8 +32,9 @@ Samples are small numpy containers (:class:`PretrainSample`); :func:`graphmvp.da
 concatenates them into one batched DGL graph per view (faster than one DGL graph per sample and
 ``dgl.batch``). Cost on a 2-core EPYC with molecules in memory (``preload``), ~44 atoms:
 ~0.11-0.15 ms per 2D+3D sample (~0.2-0.25 ms with AttrMask + ContextPred) plus ~7.5 ms to
-collate 256 of them, i.e. ~45 ms per batch of 256. Reading each molecule from the HDF5 store
-instead would add ~1 ms per sample.
+collate 256 of them, i.e. ~45 ms per batch of 256. Streaming each molecule from the HDF5 store
+instead (``preload`` off, or ``"auto"`` on a large store) adds ~25 us per sample when the file's
+pages are cached (~0.1-0.25 ms when they have to come from disk).
 """
 
 from __future__ import annotations
@@ -46,10 +47,38 @@ from torch.utils.data import Dataset
 
 from graphmvp.data.masking import MolGraph, _check_mask_ratio, induced_subgraph, subgraph_keep
 from graphmvp.data.neighbors import radius_neighbors
+from graphmvp.data.store import MoleculeArrays
 from graphmvp.data.transforms_2d import AttrMask, AttrMaskResult, ContextPair, ContextPred
 
 VIEWS = ("2d3d", "2d")
 CONFORMER_SAMPLING = ("all", "random")
+
+#: ``preload="auto"`` loads a store into memory when its ``preload_bytes()`` (a ConformerStore's
+#: file size) is at most this, and streams it otherwise: 256 MiB is ~70k GEOM-drugs molecules with
+#: 5 conformers and hydrogens (~3.6 KB each), so upstream's 50k x 5 set is still loaded, while the
+#: full GEOM-drugs (300k) and larger sets stream. Read at call time (a process may change it).
+PRELOAD_AUTO_MAX_BYTES = 256 * 2**20
+
+
+def resolve_preload(store: Sequence, preload: bool | str, max_bytes: int | None = None) -> bool:
+    """Whether :class:`PretrainDataset` loads ``store`` into memory (its ``preload`` policy).
+
+    A sequence already in memory (list, tuple, :class:`~graphmvp.data.store.MoleculeArrays`) is
+    never loaded again. ``True`` / ``False``: load / stream. ``"auto"``: load a store that tells
+    its in-memory size (``preload_bytes()``) when that is at most ``max_bytes`` (default:
+    :data:`PRELOAD_AUTO_MAX_BYTES`); other sequences are left as they are.
+    """
+    if not (isinstance(preload, (bool, np.bool_)) or preload == "auto"):
+        raise ValueError(f"preload={preload!r}: expected True, False or 'auto'")
+    if isinstance(store, (list, tuple, MoleculeArrays)):
+        return False
+    if isinstance(preload, str):
+        size = getattr(store, "preload_bytes", None)
+        if not callable(size):
+            return False
+        limit = PRELOAD_AUTO_MAX_BYTES if max_bytes is None else int(max_bytes)
+        return int(size()) <= limit
+    return bool(preload)
 
 
 @dataclass(frozen=True)
@@ -141,12 +170,16 @@ class PretrainDataset(Dataset):
         attrmask_edges: AttrMask also masks the bonds at masked atoms (off, as upstream).
         contextpred_k, contextpred_r1, contextpred_r2: ContextPred radii (5, 4, 7 upstream).
         transforms: further per-sample inputs (:class:`SampleTransform`), names unique.
-        preload: read all molecules into memory when the dataset is built, if ``store`` is not
-            already a list or tuple. A store reads a random molecule in ~1 ms (a dozen HDF5
-            reads) but whole blocks of molecules at ~16 us each; memory is about
-            12 bytes x atoms x conformers for the positions (~140 MB for 50k GEOM molecules with
-            5 conformers) and is shared with forked DataLoader workers. Turn off for stores that
-            do not fit in memory.
+        preload: ``"auto"`` (default): load the store into memory when the dataset is built if
+            it is small (at most :data:`PRELOAD_AUTO_MAX_BYTES`, see :func:`resolve_preload`),
+            stream it otherwise; ``True``: load it whatever its size; ``False``: stream. A
+            :class:`~graphmvp.data.store.ConformerStore` loads into
+            :class:`~graphmvp.data.store.MoleculeArrays` (its own arrays, no Python object per
+            molecule: at most the file's size, ~3.6 KB per GEOM molecule with 5 conformers, and
+            shared with forked DataLoader workers; ~5 us per molecule access); other sequences
+            into a list. Streaming keeps memory flat in the store size (what grows is 32 bytes
+            per molecule of store offsets and 8-16 of this dataset's counts) and reads a random
+            molecule in ~25 us (see :class:`~graphmvp.data.store.ConformerStore`).
     """
 
     def __init__(
@@ -165,7 +198,7 @@ class PretrainDataset(Dataset):
         contextpred_k: int = 5,
         contextpred_r1: int = 4,
         contextpred_r2: int = 7,
-        preload: bool = True,
+        preload: bool | str = "auto",
         transforms: Sequence[SampleTransform] = (),
     ):
         if views not in VIEWS:
@@ -181,8 +214,10 @@ class PretrainDataset(Dataset):
             raise ValueError(f"max_neighbors={max_neighbors!r}: must be >= 1")
         if int(seed) < 0:
             raise ValueError(f"seed={seed!r}: must be >= 0 (numpy seeds are non-negative)")
-        if preload and not isinstance(store, (list, tuple)):
-            store = list(store)  # bulk reads; see ``preload``
+        #: the store was loaded into memory (see ``preload``)
+        self.preloaded = resolve_preload(store, preload)
+        if self.preloaded:
+            store = store.load() if callable(getattr(store, "load", None)) else list(store)
         self.store = store
         self.views = views
         self.conformer_sampling = conformer_sampling
