@@ -63,6 +63,12 @@ Memory: like ``graphmvp-pretrain``, the benchmark calls
 unless ``--no-malloc-tuning``; each step figure reports the process's minor page faults and
 user/system CPU seconds per step so the effect is visible.
 
+OpenMP: torch and DGL each bring their own libgomp (two thread pools). With the default wait
+policy a pool's threads spin after each parallel region, taking a core from the other pool's
+threads and from other processes; ``OMP_WAIT_POLICY=PASSIVE python benchmarks/...`` makes them
+sleep instead (read when the libraries load, so it must be set in the environment). The policy
+in effect is printed with the matmul figure; see docs/benchmarks.md for its effect.
+
 Output: one JSON line per figure. The 1-minute load average is printed with the matmul figure:
 on a machine shared with other jobs all times grow, and the matmul reference with them.
 """
@@ -447,7 +453,8 @@ def main(argv: list[str] | None = None) -> int:
 
     matmul = matmul_flops_per_s()
     emit("matmul_fp32_2048", gflops=matmul / 1e9, threads=torch.get_num_threads(), malloc_tuning=tuned,
-         load_average_1min=os.getloadavg()[0], cpus=os.cpu_count())
+         load_average_1min=os.getloadavg()[0], cpus=os.cpu_count(),
+         omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "unset"))
     emit("matmul_bf16_2048", gflops=matmul_flops_per_s(dtype=torch.bfloat16) / 1e9, threads=torch.get_num_threads(),
          load_average_1min=os.getloadavg()[0])
 

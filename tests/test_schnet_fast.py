@@ -1,7 +1,8 @@
 """The fast SchNet paths against the plain (schnetpack) path: same parameters -> same outputs and
 gradients; shared state dicts; the fused cfconv's hand-written backward against autograd; the
 tabulated filter's interpolation error and backward; bf16 within its stated tolerance; and
-tests/test_schnet.py's invariance tests re-run on "plain" (that file runs the default path)."""
+tests/test_schnet.py's invariance tests re-run on "plain" and "fused" (that file runs the
+default path, "tabulated")."""
 
 import graphmvp  # noqa: F401  (before dgl)
 
@@ -18,11 +19,21 @@ from graphmvp.models.schnet_fused import check_fusable
 from graphmvp.models.schnet_tabulated import check_tabulable
 
 # tests/test_schnet.py's graph builder, reference and invariance tests; the tests imported here
-# are collected again in this module, where they get this module's ``model`` fixture (plain path)
-from test_schnet import (  # noqa: F401  (pytest collects the imported tests)
+# are collected again in this module, where they get this module's ``model`` fixture (plain and
+# fused paths)
+from test_schnet import (
     graph3d,
     random_molecule,
     reference_forward,
+    test_batched_equals_per_molecule,
+    test_equivariant_to_atom_relabelling,
+    test_invariant_to_edge_order,
+    test_invariant_to_rotation_reflection_and_translation,
+    test_messages_flow_from_src_to_dst,
+)
+
+#: the tests of tests/test_schnet.py collected again here (named so that linters see them used)
+REUSED_TESTS = (
     test_batched_equals_per_molecule,
     test_equivariant_to_atom_relabelling,
     test_invariant_to_edge_order,
@@ -40,11 +51,12 @@ FP32_IMPLS = ("fused", "tabulated")
 BF16_OUT_RTOL, BF16_GRAD_RTOL = 2e-2, 5e-2
 
 
-@pytest.fixture(scope="module")
-def model():
-    """The plain path at upstream sizes, for the re-collected tests of tests/test_schnet.py."""
+@pytest.fixture(scope="module", params=["plain", "fused"])
+def model(request):
+    """Upstream sizes on the paths tests/test_schnet.py does not run (it runs the default,
+    "tabulated"), for its re-collected invariance tests; bf16 is not held to their 1e-5."""
     torch.manual_seed(0)
-    return SchNetEncoder(impl="plain").eval()
+    return SchNetEncoder(impl=request.param).eval()
 
 
 def molecules_batch(seed=0):

@@ -25,7 +25,7 @@ Same mathematics, different execution (the "fused" SchNet path):
   accumulation inside the GEMM and bf16 results. The shifted softplus is evaluated in fp32 and
   then rounded (``softplus(p) - log 2`` cancels for small ``p``: computed in bf16 it would carry
   ~3% relative error), its derivative in bf16; the cutoff product, the neighbour sum and every
-  gradient reduction over edges stay fp32. Not equal to fp32: about 1e-2 relative on outputs and
+  gradient reduction over edges stay fp32. Not equal to fp32: a few 1e-3 relative on outputs and
   gradients, see ``docs/benchmarks.md`` for the measured deviation.
 
 Deviation from schnetpack: none in the result (equal within float rounding, tested in

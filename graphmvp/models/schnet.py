@@ -39,7 +39,7 @@ with hydrogens, 2 threads (``benchmarks/pretrain_throughput.py``, figures in doc
   convolution on ``gspmm``: equal to "plain" within ~1e-6 relative on outputs and gradients
   (tested at 1e-5), no gradients to positions.
 * ``"fused-bf16"``: "fused" with the filter networks' GEMMs in bfloat16 (fp32 weights, fp32
-  neighbour sums); NOT equal to float32 (about 1e-2 relative on outputs and gradients).
+  neighbour sums); NOT equal to float32 (a few 1e-3 relative on outputs and gradients).
 
 ``schnetpack`` (slow to import) is imported when a ``SchNetEncoder`` is built.
 """

@@ -10,8 +10,8 @@ What differs is the execution (measured in ``benchmarks/pretrain_throughput.py``
 ``docs/benchmarks.md``):
 
 * the edge part of each interaction is :func:`graphmvp.models.cfconv_fused.cfconv_fused`
-  (filter network + cutoff + gather/product/neighbour sum as one autograd node with DGL's
-  ``gspmm``/``gsddmm``, no [E, F] message tensor, no ``index_put_`` in the backward);
+  (filter network + cutoff + gather/product/neighbour sum as one autograd node on DGL's
+  ``gspmm``, no [E, F] message tensor, no ``index_put_`` in the backward);
 * distances, the Gaussian expansion and the cosine cutoff are computed once per forward and
   shared by the interactions (schnetpack does the same), as is the reverse graph used by the
   backward pass; with ``compute_dtype=torch.bfloat16`` the expansion is also cast once.

@@ -103,7 +103,7 @@ class PretrainConfig:
     ``schnet_interactions``, ``schnet_gaussians``, ``schnet_impl`` (how SchNet runs, same weights:
     ``tabulated`` (default, interpolated filter networks, ~1e-6 relative), ``fused`` (same
     operations as ``plain``), ``plain`` (schnetpack's forward), ``fused-bf16`` (bf16 filter
-    networks, ~1e-2 relative); :data:`graphmvp.models.schnet.SCHNET_IMPLS`).
+    networks, ~3e-3 relative); :data:`graphmvp.models.schnet.SCHNET_IMPLS`).
     GraphGPS only (``encoder_2d="graphgps"``;
     ``emb_dim`` is its output width): ``gps_hidden_dim`` (layer width; 192 keeps 5 layers within
     5% of the 5 x 300 GIN's parameters), ``gps_heads``, ``gps_attn_dropout`` (GraphGPS: 0.5),
