@@ -36,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from graphmvp.models.gin_conv import GINConv
+from graphmvp.models.graph_inputs import graph_inputs
 from graphmvp.models.registry import ENCODERS
 
 NUM_ATOM_TYPES = 120  # atomic number - 1 in 0..118, 119 = mask token
@@ -147,18 +148,7 @@ class GIN(nn.Module):
         atom: Optional[torch.Tensor] = None,
         bond: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        if atom is None:
-            if "atom" not in g.ndata:
-                raise KeyError("GIN needs g.ndata['atom'] (int64 [N, 2]) or an explicit atom=")
-            atom = g.ndata["atom"]
-        if bond is None:
-            if "bond" not in g.edata:
-                raise KeyError("GIN needs g.edata['bond'] (int64 [E, 2]) or an explicit bond=")
-            bond = g.edata["bond"]
-        if atom.shape[0] != g.num_nodes():
-            raise ValueError(
-                f"atom features have {atom.shape[0]} rows but the graph has {g.num_nodes()} nodes"
-            )
+        atom, bond = graph_inputs(g, atom, bond, "GIN")
 
         h = self.input_embedding(atom)
         hs = [h]

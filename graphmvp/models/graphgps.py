@@ -40,6 +40,7 @@ import torch.nn as nn
 
 from graphmvp.models.gin import NUM_ATOM_TYPES, NUM_CHIRALITY_ROWS, NUM_CHIRALITY_TAGS
 from graphmvp.models.gin_conv import NUM_BOND_DIRECTIONS, NUM_BOND_TYPES
+from graphmvp.models.graph_inputs import graph_inputs
 from graphmvp.models.gps_layer import GPSLayer, PaddedLayout
 from graphmvp.models.registry import ENCODERS
 from graphmvp.models.rwse import RWSE_STEPS, node_rwse
@@ -186,18 +187,7 @@ class GraphGPS(nn.Module):
         atom: Optional[torch.Tensor] = None,
         bond: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        if atom is None:
-            if "atom" not in g.ndata:
-                raise KeyError("GraphGPS needs g.ndata['atom'] (int64 [N, 2]) or an explicit atom=")
-            atom = g.ndata["atom"]
-        if bond is None:
-            if "bond" not in g.edata:
-                raise KeyError("GraphGPS needs g.edata['bond'] (int64 [E, 2]) or an explicit bond=")
-            bond = g.edata["bond"]
-        if atom.shape[0] != g.num_nodes():
-            raise ValueError(f"atom features have {atom.shape[0]} rows but the graph has {g.num_nodes()} nodes")
-        if bond.shape[0] != g.num_edges():
-            raise ValueError(f"bond features have {bond.shape[0]} rows but the graph has {g.num_edges()} edges")
+        atom, bond = graph_inputs(g, atom, bond, "GraphGPS")
 
         h = self.input_embedding(g, atom)
         edge_feat = self.bond_embedding(bond)
