@@ -107,7 +107,8 @@ def test_learnable_distribution_uses_a_trained_scorer_run(tmp_path):
     from geom_prep.store_writer import write_store
     from graphmvp.analysis.masked_targets import learnable_scores
     from graphmvp.pretrain import pretrain, resolve_config
-    from tests.test_masked_prediction import SMILES, molecule
+    from molecule_fixture import molecule
+    from tests.test_masked_prediction import SMILES
 
     store = tmp_path / "mols.h5"
     write_store(store, [molecule(s) for s in SMILES], [], {"hydrogens": "drop"}, command=["test"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from molecule_fixture import molecule
 import torch
 
 from graphmvp.data.augment import (
@@ -23,7 +24,6 @@ from graphmvp.data.augment import (
 )
 from graphmvp.data.masking import MolGraph
 from graphmvp.data.pretrain_dataset import PretrainDataset
-from graphmvp.data.store import Molecule
 from graphmvp.features import graph_features, parse_smiles
 
 
@@ -189,7 +189,7 @@ def test_edge_perturb_equals_the_hand_derived_graph():
         assert np.array_equal(out.atom, g.atom)
 
 
-def test_edge_perturb_keeps_count_on_a_larger_molecule():
+def test_edge_perturb_keeps_count_on_a_largermolecule():
     g = mol_graph("CC(C)Cc1ccc(C(C)C(=O)O)cc1")  # 15 bonds: int(0.2 * 15) = 3 swapped
     original = undirected(g)
     for seed in range(10):
@@ -240,21 +240,12 @@ def test_pair_transform_draws_pairs_from_p_and_applies_them_in_order():
         AugmentedViews("v", ["node_drop", "dropN"], 0.2)
 
 
-def _molecule(smiles: str) -> Molecule:
-    f = graph_features(parse_smiles(smiles))
-    n = f.atomic_num.shape[0]
-    return Molecule(
-        atomic_num=f.atomic_num, atom_features=f.atom_features, edge_index=f.edge_index,
-        edge_features=f.edge_features, positions=np.zeros((0, n, 3), np.float32), energy=np.zeros(0),
-        boltzmann_weight=np.zeros(0), conf_source_index=np.zeros(0, np.int32), smiles=smiles,
-        source_id=smiles, candidate_index=0,
-    )
 
 
 def test_views_through_the_dataset_are_reproducible_and_batch():
     from graphmvp.data.collate import collate
 
-    mols = [_molecule(s) for s in ("CC(C)Cc1ccc(C(C)C(=O)O)cc1", "c1ccccc1CCN", "CC(=O)Nc1ccc(O)cc1")]
+    mols = [molecule(s) for s in ("CC(C)Cc1ccc(C(C)C(=O)O)cc1", "c1ccccc1CCN", "CC(=O)Nc1ccc(O)cc1")]
     make = lambda: PretrainDataset(mols, views="2d", mask_ratio=0.0, seed=4,  # noqa: E731
                                    transforms=[AugmentedViews("graphcl", ["node_drop", "subgraph"], 0.2)])
     a, b = make(), make()

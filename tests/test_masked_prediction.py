@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from molecule_fixture import molecule
 import torch
 
 from graphmvp.data.collate import collate  # first: graphmvp sets DGLBACKEND before dgl is imported
@@ -16,8 +17,7 @@ from graphmvp.data.mask_distributions import LearnableMasking, PageRankMasking, 
 from graphmvp.data.mask_targets import AtomTypeTarget, build_mask_target
 from graphmvp.data.masking import MolGraph
 from graphmvp.data.pretrain_dataset import PretrainDataset
-from graphmvp.data.store import ConformerStore, Molecule
-from graphmvp.features import graph_features, parse_smiles
+from graphmvp.data.store import ConformerStore
 from graphmvp.objectives import OBJECTIVES
 from graphmvp.objectives.attrmask import MaskedNodePrediction
 from graphmvp.objectives.decoders import DECODER_LOSSES, LinearDecoder, ReMaskGNNDecoder, scaled_cosine_error
@@ -34,18 +34,6 @@ SMILES = [
     "CCOC(=O)C", "c1ccc2ccccc2c1",
 ]
 TINY = dict(num_layers=2, emb_dim=16, progress=False, log_every=1000, threads=1, deterministic=True)
-
-
-def molecule(smiles: str, conformers: int = 0, seed: int = 0) -> Molecule:
-    f = graph_features(parse_smiles(smiles))
-    n = f.atomic_num.shape[0]
-    rng = np.random.default_rng(seed)
-    return Molecule(
-        atomic_num=f.atomic_num, atom_features=f.atom_features, edge_index=f.edge_index,
-        edge_features=f.edge_features, positions=(3 * rng.random((conformers, n, 3))).astype(np.float32),
-        energy=np.zeros(conformers), boltzmann_weight=np.full(conformers, 1.0), conf_source_index=np.arange(conformers, dtype=np.int32),
-        smiles=smiles, source_id=smiles, candidate_index=0,
-    )
 
 
 MOLS = [molecule(s) for s in SMILES[:6]]

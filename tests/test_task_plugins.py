@@ -6,26 +6,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from molecule_fixture import molecule
 import torch
 
 from graphmvp.data.collate import collate
 from graphmvp.data.pretrain_dataset import PretrainDataset, SampleTransform
-from graphmvp.data.store import Molecule
-from graphmvp.features import graph_features, parse_smiles
 from graphmvp.pretrain.config import ConfigError, resolve_config
 from graphmvp.pretrain.presets import PRESETS, register_preset
 from graphmvp.pretrain.tasks import TASKS_2D, Task2D, coerce_option, task_options
 
 
-def _molecule(smiles: str) -> Molecule:
-    f = graph_features(parse_smiles(smiles))
-    n = f.atomic_num.shape[0]
-    return Molecule(
-        atomic_num=f.atomic_num, atom_features=f.atom_features, edge_index=f.edge_index,
-        edge_features=f.edge_features, positions=np.zeros((0, n, 3), np.float32), energy=np.zeros(0),
-        boltzmann_weight=np.zeros(0), conf_source_index=np.zeros(0, np.int32), smiles=smiles,
-        source_id=smiles, candidate_index=0,
-    )
 
 
 @dataclass
@@ -48,7 +38,7 @@ class _PickAtom:
         return _FirstAtom(int(rng.integers(graph.num_atoms)), info.mol_index)
 
 
-MOLS = [_molecule(s) for s in ("CCO", "c1ccccc1O", "CC(=O)N", "CCCC")]
+MOLS = [molecule(s) for s in ("CCO", "c1ccccc1O", "CC(=O)N", "CCCC")]
 
 
 def test_transform_payloads_reach_the_batch_with_batch_offsets():
