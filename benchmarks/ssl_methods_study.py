@@ -66,6 +66,19 @@ METHODS: dict[str, list[str] | None] = {
 }
 
 
+def labels_current(store: Path) -> bool:
+    """True if the store's label sidecar holds current motif, contextual and functional-group labels."""
+    from graphmvp.data.annotations import AtomLabels, LabelsError, MoleculeLabels
+
+    try:
+        AtomLabels.open(store, "motif", preload=False)
+        AtomLabels.open(store, "contextual", preload=False)
+        MoleculeLabels.open(store)
+    except LabelsError:
+        return False
+    return True
+
+
 def slug(label: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
 
@@ -159,7 +172,8 @@ def main(argv=None) -> int:
         store = work / f"zinc_{args.n_mol}x{args.n_conf}_keep.h5"
         args.gen_confs, args.hydrogens, args.prep_workers = None, "keep", 2
         prepare_store(args, store)
-    run([sys.executable, "-m", "geom_prep.cli", "labels", str(store)])
+    if not labels_current(store):
+        run([sys.executable, "-m", "geom_prep.cli", "labels", str(store)])
 
     pre: dict[str, dict] = {}
     for label in args.methods:
