@@ -216,18 +216,8 @@ class GraphMVPModel(nn.Module):
     # -- export -----------------------------------------------------------------------------------
     def encoder_2d_config(self, hydrogens: str) -> dict[str, Any]:
         """The plain-python description of the 2D encoder that fine-tuning rebuilds it from."""
-        gin = self.encoder_2d
-        config: dict[str, Any] = {"encoder": _registered_name(gin)}
-        if callable(getattr(gin, "config", None)):  # an encoder that describes itself
-            config.update(gin.config())
-        for attr in ("num_layers", "emb_dim", "dropout", "jk"):
-            if attr in config:
-                continue
-            if hasattr(gin, attr):
-                config[attr] = getattr(gin, attr)
-        for attr, table in (("num_atom_type", "x_embedding1"), ("num_chirality", "x_embedding2")):
-            if hasattr(gin, table):
-                config[attr] = int(getattr(gin, table).num_embeddings)
+        encoder = self.encoder_2d  # every 2D encoder describes itself with config() (constructor arguments)
+        config: dict[str, Any] = {"encoder": _registered_name(encoder), **encoder.config()}
         config["pooling"] = self.pooling
         config["hydrogens"] = str(hydrogens)
         config["features"] = FEATURES
