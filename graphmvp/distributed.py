@@ -27,11 +27,13 @@ Collectives that fail (a peer died, or hung longer than the timeout) become one-
 
 from __future__ import annotations
 
+import collections
 import datetime
 import functools
 import logging
 import math
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
@@ -49,6 +51,25 @@ DEFAULT_TIMEOUT_S = 600.0
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 #: the command that installs DGL's CUDA build for this stack (torch 2.2, CUDA 12.1)
 DGL_CUDA_INSTALL = "pip install dgl==2.1.0 -f https://data.dgl.ai/wheels/torch-2.2/cu121/repo.html"
+
+
+#: seconds of GIL-free wait before destroying the process group (see :func:`_hold_until_exit`)
+GLOO_SETTLE_S = 0.2
+
+# Tensors handed to recent collectives, kept alive in Python until the process group is destroyed.
+# torch 2.2's ``ProcessGroupGloo`` destructor runs with the GIL held and joins its worker threads;
+# a worker that is still releasing a finished collective whose tensor's Python object has already
+# died must take the GIL to free it, so the two wait on each other forever (pytorch#56297, fixed
+# upstream only in 2025 by pytorch#154976). It was seen here: one rank hung at exit after both had
+# finished, under load. If Python still holds the tensor, the worker's release is a plain
+# reference decrement and needs no GIL. Bounded: a worker picks up new work only after releasing
+# its previous one, so it is never dozens of collectives behind.
+_RECENT_COLLECTIVE_TENSORS: collections.deque = collections.deque(maxlen=64)
+
+
+def _hold_until_exit(*tensors: Tensor) -> None:
+    """Keep ``tensors`` (just passed to a collective) referenced from Python (see above)."""
+    _RECENT_COLLECTIVE_TENSORS.extend(tensors)
 
 
 class DistOptionError(ValueError):
@@ -211,6 +232,7 @@ class DistContext:
         buffer = local.to(self.device)
         with communication("all_reduce", self):
             dist.all_reduce(buffer)
+        _hold_until_exit(buffer)
         return buffer.cpu().numpy()
 
     def gather(self, values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -222,6 +244,7 @@ class DistContext:
         out = [torch.empty_like(buffer) for _ in range(self.world_size)]
         with communication("all_gather", self):
             dist.all_gather(out, buffer)
+        _hold_until_exit(buffer, *out)
         return torch.cat(out).cpu().numpy()
 
     def all_objects(self, obj: Any) -> list[Any]:
@@ -321,10 +344,14 @@ def distributed_context(device: str = "auto", timeout_s: float = DEFAULT_TIMEOUT
     try:
         yield ctx
         # leave together: a rank that tears down while another still talks to the store that
-        # rank 0 hosts can leave that rank hanging at exit (seen under load with gloo)
+        # rank 0 hosts can leave that rank hanging at exit
         dist.barrier()
     finally:
+        # collectives run inside torch (all_gather_object, broadcast_object_list) make tensors we
+        # cannot hold: give the gloo workers GIL-free time to release them (_hold_until_exit)
+        time.sleep(GLOO_SETTLE_S)
         dist.destroy_process_group()
+        _RECENT_COLLECTIVE_TENSORS.clear()
 
 
 def record_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -400,12 +427,16 @@ class _AllReduceSum(torch.autograd.Function):
     def forward(ctx, x: Tensor) -> Tensor:
         out = x.clone()
         dist.all_reduce(out)
-        return out
+        _hold_until_exit(out)
+        # a fresh output: autograd attaches its graph to the returned object, which must not be
+        # the held one (holding it would keep whole steps' graphs alive)
+        return out.clone()
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         grad = grad.contiguous().clone()
         dist.all_reduce(grad)
+        _hold_until_exit(grad)
         return grad
 
 
@@ -430,14 +461,17 @@ class _GatherRows(torch.autograd.Function):
         width = max(sizes)
         padded = x.new_zeros((width, *x.shape[1:]))
         padded[: x.shape[0]] = x
+        padded = padded.contiguous()
         parts = [torch.empty_like(padded) for _ in sizes]
-        dist.all_gather(parts, padded.contiguous())
+        dist.all_gather(parts, padded)
+        _hold_until_exit(padded, *parts)
         return torch.cat([p[:n] for p, n in zip(parts, sizes)])
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         grad = grad.contiguous().clone()
         dist.all_reduce(grad)
+        _hold_until_exit(grad)
         start = sum(ctx.sizes[: ctx.rank])
         return grad[start : start + ctx.sizes[ctx.rank]], None, None
 
