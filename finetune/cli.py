@@ -4,6 +4,7 @@ Examples::
 
     graphmvp-finetune --task tox21 --init runs/graphmvp --seeds 0 1 2 --out runs/ft/tox21-graphmvp
     graphmvp-finetune --task bbbp --seeds 0 1 2                       # no pretraining (baseline)
+    graphmvp-finetune --task bbbp --encoder graphgps                  # no pretraining, GraphGPS
     graphmvp-finetune --task freesolv --data-file freesolv.csv --init model_2d.pt
     graphmvp-finetune --data-file my.csv --smiles-col smiles --label-cols a,b \\
                       --task-type classification --split random
@@ -76,6 +77,11 @@ def build_run_parser() -> argparse.ArgumentParser:
     g.add_argument("--init", help="pretraining run folder, encoder file (model_2d.pt) or released checkpoint name; "
                                   "default: random initialisation (no pretraining)")
     g.add_argument("--method", help="label of this run in tables (default: from --init)")
+    g.add_argument("--encoder", help="2D encoder: gin or graphgps (default: the checkpoint's; gin without --init)")
+    g.add_argument("--gps-hidden-dim", type=int, help="GraphGPS layer width (default: the checkpoint's; 192 without --init)")
+    g.add_argument("--gps-heads", type=int, help="GraphGPS attention heads (default: the checkpoint's; 4 without --init)")
+    g.add_argument("--gps-attn-dropout", type=float,
+                   help="GraphGPS attention dropout (default: the checkpoint's; 0.5 without --init)")
     g.add_argument("--num-layers", type=int, help="GIN layers (default: the checkpoint's, 5 without --init)")
     g.add_argument("--emb-dim", type=int, help="GIN width (default: the checkpoint's, 300 without --init)")
     g.add_argument("--jk", help="jumping knowledge: last, concat, max, sum (default: the checkpoint's, last)")

@@ -44,7 +44,10 @@ class FinetuneConfig:
     splits), ``dta_valid_fraction``.
 
     Model: ``init`` (None = random init; run folder, encoder file or released name), ``method``
-    (label in tables; default from the init), ``num_layers`` / ``emb_dim`` / ``jk`` (None: the
+    (label in tables; default from the init), ``encoder`` (registered 2D encoder, gin |
+    graphgps; None: the checkpoint's, gin for random init), ``gps_hidden_dim`` / ``gps_heads`` /
+    ``gps_attn_dropout`` (GraphGPS constructor options; None: the checkpoint's, else the
+    encoder's defaults), ``num_layers`` / ``emb_dim`` / ``jk`` (None: the
     checkpoint's; 5 / 300 / last for random init), ``pooling`` (None: the checkpoint's, else
     mean), ``dropout``, ``head`` (linear | mlp), ``head_hidden``, ``protein_encoder``,
     ``protein_length``.
@@ -76,6 +79,10 @@ class FinetuneConfig:
     dta_valid_fraction: float = 0.2
     init: Optional[str] = None
     method: Optional[str] = None
+    encoder: Optional[str] = None
+    gps_hidden_dim: Optional[int] = None
+    gps_heads: Optional[int] = None
+    gps_attn_dropout: Optional[float] = None
     num_layers: Optional[int] = None
     emb_dim: Optional[int] = None
     jk: Optional[str] = None
@@ -142,6 +149,12 @@ class FinetuneConfig:
         if unknown:
             raise FinetuneError(f"unknown fine-tuning option(s): {', '.join(unknown)}")
         return cls(**dict(d))
+
+    def encoder_options(self) -> dict[str, Any]:
+        """The given GraphGPS options under the encoder's constructor names (for
+        :func:`finetune.model.build_encoder`)."""
+        given = {"hidden_dim": self.gps_hidden_dim, "heads": self.gps_heads, "attn_dropout": self.gps_attn_dropout}
+        return {k: v for k, v in given.items() if v is not None}
 
     # -- resolution ---------------------------------------------------------------------------
     def resolved(self) -> "FinetuneConfig":
@@ -213,7 +226,15 @@ class FinetuneConfig:
         _float(c, "encoder_lr_scale")
         if not 0 <= float(c.dropout) < 1:
             raise FinetuneError(f"--dropout={c.dropout!r}: must be in [0, 1)")
-        for name in ("num_layers", "emb_dim", "head_hidden", "threads", "split_seed"):
+        if c.encoder is not None:
+            from graphmvp.pretrained import two_d_encoders
+
+            if c.encoder not in two_d_encoders():
+                raise FinetuneError(f"--encoder {c.encoder!r}: allowed: {', '.join(two_d_encoders())}")
+        if c.gps_attn_dropout is not None and not (isinstance(c.gps_attn_dropout, (int, float))
+                                                   and 0 <= c.gps_attn_dropout < 1):
+            raise FinetuneError(f"--gps-attn-dropout={c.gps_attn_dropout!r}: must be in [0, 1)")
+        for name in ("num_layers", "emb_dim", "head_hidden", "threads", "split_seed", "gps_hidden_dim", "gps_heads"):
             if getattr(c, name) is not None:
                 _int(c, name, 0 if name == "split_seed" else 1)
         _int(c, "protein_length", 8)
@@ -240,7 +261,10 @@ class FinetuneConfig:
         if c.freeze_encoder and c.encoder_lr_scale != 1.0:
             raise FinetuneError("--freeze-encoder and --encoder-lr-scale exclude each other")
         if c.out is None:
-            init = "scratch" if c.init is None else _slug(Path(str(c.init)).name.removesuffix(".pt"))
+            if c.init is None:
+                init = "scratch" if c.encoder in (None, "gin") else f"scratch-{c.encoder}"
+            else:
+                init = _slug(Path(str(c.init)).name.removesuffix(".pt"))
             c.out = str(Path("runs") / "finetune" / f"{_slug(c.task_name)}-{init}")
         if not str(c.out).strip():
             raise FinetuneError("--out is empty")

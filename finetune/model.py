@@ -218,7 +218,8 @@ def build_encoder(init: Optional[str], *, num_layers: Optional[int] = None, emb_
     options = dict(encoder_options or {})
     if init is None:
         model, cfg = _random_encoder(encoder, num_layers, emb_dim, jk, float(dropout), hydrogens, options)
-        return model, EncoderInit(None, None, cfg, "no pretraining")
+        label = "no pretraining" if cfg["encoder"] == "gin" else f"no pretraining ({cfg['encoder']})"
+        return model, EncoderInit(None, None, cfg, label)
 
     from graphmvp.pretrained import CheckpointError, load_encoder_file, resolve_init
 

@@ -200,9 +200,7 @@ class _SeedRun:
         self.cfg, self.problem, self.ttype, self.seed, self.ctx = cfg, problem, ttype, seed, ctx
         torch.manual_seed(seed)
         np.random.seed(seed % (2**32))
-        encoder, self.init = build_encoder(cfg.init, num_layers=cfg.num_layers, emb_dim=cfg.emb_dim, jk=cfg.jk,
-                                           dropout=float(cfg.dropout), progress=cfg.progress, hydrogens=cfg.hydrogens,
-                                           quiet=True)
+        encoder, self.init = encoder_of(cfg, quiet=True)
         self.model = problem.build_model(encoder, pooling).to(ctx.device)
         if ctx.is_distributed:  # batch statistics of the global batch
             self.model = convert_sync_batchnorm(self.model)
@@ -403,11 +401,17 @@ def _agree_on_error(ctx: DistContext, error: Optional[str]) -> None:
         raise FinetuneError(message if rank == 0 else f"rank {rank}: {message}")
 
 
+def encoder_of(cfg: FinetuneConfig, quiet: bool = False) -> tuple[torch.nn.Module, EncoderInit]:
+    """The 2D encoder ``cfg`` (resolved) asks for, and where it came from (:func:`build_encoder`)."""
+    return build_encoder(cfg.init, num_layers=cfg.num_layers, emb_dim=cfg.emb_dim, jk=cfg.jk, encoder=cfg.encoder,
+                         encoder_options=cfg.encoder_options(), dropout=float(cfg.dropout), progress=cfg.progress,
+                         hydrogens=cfg.hydrogens, quiet=quiet)
+
+
 def _prepare(cfg: FinetuneConfig) -> tuple[EncoderInit, Any, str]:
     """Load the encoder once (a bad --init fails here), read the data, make every seed's split
     (a split that cannot be made fails before training too): (init, problem, pooling)."""
-    _, init = build_encoder(cfg.init, num_layers=cfg.num_layers, emb_dim=cfg.emb_dim, jk=cfg.jk,
-                            dropout=float(cfg.dropout), progress=cfg.progress, hydrogens=cfg.hydrogens)
+    _, init = encoder_of(cfg)
     problem = build_problem(cfg)
     pooling = cfg.pooling or init.config.get("pooling", "mean")
     for seed in cfg.seeds:

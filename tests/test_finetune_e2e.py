@@ -157,3 +157,37 @@ def test_a_graphgps_encoder_fine_tunes_saves_and_reloads(freesolv, tmp_path, cap
     assert isinstance(model.molecule_model, GraphGPS) and payload["encoder_config"]["encoder"] == "graphgps"
     saved = torch.load(out / "seed_0" / "best_model.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
+
+
+def test_encoder_flag_fine_tunes_a_randomly_initialised_graphgps(freesolv, tmp_path, capsys):
+    """``--encoder graphgps`` without --init: the "no pretraining" GraphGPS baseline, with the
+    given architecture, labelled apart from the GIN baseline, reloadable as GraphGPS."""
+    from graphmvp.models import GraphGPS
+
+    out = tmp_path / "gps-scratch"
+    rc, _, stderr = run_cli(capsys, "--task", "freesolv", "--data-file", freesolv, "--encoder", "graphgps",
+                            "--num-layers", 2, "--emb-dim", 16, "--gps-hidden-dim", 8, "--gps-heads", 2,
+                            "--gps-attn-dropout", 0.1, "--save-model", "--epochs", 1, "--batch-size", 128,
+                            "--out", out, "--threads", 1, "--no-progress")
+    assert rc == 0, stderr
+    model, payload = load_finetuned(out / "seed_0" / "best_model.pt")
+    gps = model.molecule_model
+    assert isinstance(gps, GraphGPS)
+    assert (gps.config()["hidden_dim"], gps.config()["heads"], gps.config()["attn_dropout"]) == (8, 2, 0.1)
+    assert gps.config()["num_layers"] == 2 and gps.config()["emb_dim"] == 16
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "no pretraining (graphgps)"
+    assert json.loads((out / "config.json").read_text())["config"]["encoder"] == "graphgps"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--encoder", "gcn"), "--encoder 'gcn': allowed: gin, graphgps"),
+    (("--gps-heads", 2), "encoder 'gin' takes no heads"),
+    (("--encoder", "graphgps", "--gps-hidden-dim", 10, "--gps-heads", 4), "heads"),
+    (("--encoder", "graphgps", "--gps-attn-dropout", 1.5), "--gps-attn-dropout=1.5: must be in [0, 1)"),
+])
+def test_bad_encoder_options_fail_before_training(freesolv, tmp_path, capsys, args, message):
+    rc, _, err = run_cli(capsys, "--task", "freesolv", "--data-file", freesolv, *args, "--out", tmp_path / "o",
+                         "--epochs", 1, "--no-progress")
+    assert rc == 2 and message in err, err
+    assert not (tmp_path / "o" / "summary.json").exists()
