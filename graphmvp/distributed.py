@@ -346,10 +346,12 @@ def distributed_context(device: str = "auto", timeout_s: float = DEFAULT_TIMEOUT
         # leave together: a rank that tears down while another still talks to the store that
         # rank 0 hosts can leave that rank hanging at exit
         dist.barrier()
-    finally:
         # collectives run inside torch (all_gather_object, broadcast_object_list) make tensors we
-        # cannot hold: give the gloo workers GIL-free time to release them (_hold_until_exit)
+        # cannot hold: give the gloo workers GIL-free time to release them (_hold_until_exit).
+        # Not on the error path: there the launcher is about to stop this rank, and the caller's
+        # one-line message must get out first.
         time.sleep(GLOO_SETTLE_S)
+    finally:
         dist.destroy_process_group()
         _RECENT_COLLECTIVE_TENSORS.clear()
 
