@@ -96,7 +96,8 @@ def pretrain(args, preset: str, store: Path, run_dir: Path) -> dict:
             "final_loss_total": float(last["loss_total"]), "samples_per_s": float(last["samples_per_s"])}
 
 
-def finetune(args, label: str, init: Path | None, out: Path) -> dict:
+def finetune(args, label: str, init: Path | None, out: Path, encoder: str | None = None) -> dict:
+    """Fine-tune ``init`` (None: a random ``encoder``, GIN by default) on FreeSolv into ``out``."""
     from finetune.config import FinetuneConfig
     from finetune.trainer import SUMMARY_FILE, finetune as run_finetune
 
@@ -105,7 +106,7 @@ def finetune(args, label: str, init: Path | None, out: Path) -> dict:
         return json.loads((out / SUMMARY_FILE).read_text())
     log(f"fine-tuning {label} ({'random init' if init is None else init}) on FreeSolv, seeds {args.seeds}")
     cfg = FinetuneConfig(task="freesolv", data_file=str(args.freesolv), init=None if init is None else str(init),
-                         method=label, seeds=tuple(args.seeds), epochs=args.finetune_epochs, out=str(out),
+                         method=label, encoder=encoder, seeds=tuple(args.seeds), epochs=args.finetune_epochs, out=str(out),
                          threads=args.threads, progress=False, overwrite=True)
     return run_finetune(cfg, command=["benchmarks/finetune_freesolv_study.py"])
 
