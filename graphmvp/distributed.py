@@ -28,6 +28,7 @@ Collectives that fail (a peer died, or hung longer than the timeout) become one-
 from __future__ import annotations
 
 import collections
+import contextvars
 import datetime
 import functools
 import logging
@@ -496,6 +497,31 @@ def all_gather_rows(x: Tensor, sizes: Sequence[int]) -> Tensor:
     return _GatherRows.apply(x, sizes, rank)
 
 
+#: rows per rank of the global batch being computed (set by :func:`global_batch`)
+_PIECE_SIZES: contextvars.ContextVar[Optional[tuple[int, ...]]] = contextvars.ContextVar("graphmvp_piece_sizes",
+                                                                                         default=None)
+
+
+@contextmanager
+def global_batch(sizes: Sequence[int]) -> Iterator[None]:
+    """Within this block :func:`gather_pieces` concatenates every rank's rows; ``sizes``: the
+    samples of each rank's piece of the global batch, rank order (a DDP training step)."""
+    token = _PIECE_SIZES.set(tuple(int(s) for s in sizes))
+    try:
+        yield
+    finally:
+        _PIECE_SIZES.reset(token)
+
+
+def gather_pieces(x: Tensor) -> Tensor:
+    """Per-sample rows of this rank's piece [n_r, ...] -> those of the global batch [N, ...]
+    inside :func:`global_batch` (differentiable, :func:`all_gather_rows`); ``x`` itself outside
+    one (one process, or code run outside a training step). For 2D tasks whose loss compares the
+    samples of a batch (``Task2D.global_loss``)."""
+    sizes = _PIECE_SIZES.get()
+    return x if sizes is None else all_gather_rows(x, sizes)
+
+
 # -- synchronised batch norm ---------------------------------------------------------------------------
 class SyncBatchNorm(nn.BatchNorm1d):
     """``BatchNorm1d`` whose training statistics are those of the global batch (all ranks).
@@ -601,6 +627,8 @@ __all__ = [
     "SyncBatchNorm",
     "all_gather_rows",
     "all_reduce_sum",
+    "gather_pieces",
+    "global_batch",
     "check_device_name",
     "communication",
     "convert_sync_batchnorm",

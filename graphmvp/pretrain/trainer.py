@@ -90,6 +90,7 @@ from graphmvp.distributed import (
     DistributedError,
     all_gather_rows,
     communication,
+    global_batch,
     convert_sync_batchnorm,
     distributed_context,
     raise_if_communication_error,
@@ -528,6 +529,11 @@ class StepValues:
     samples: int
 
 
+def _global_task(name: str) -> bool:
+    """True for a 2D task whose loss is that of the gathered global batch (``Task2D.global_loss``)."""
+    return name in TASKS_2D and TASKS_2D.get(name).global_loss
+
+
 class ShardedStep(nn.Module):
     """The GraphMVP step of one rank on its piece of the global batch (what DDP wraps).
 
@@ -543,12 +549,15 @@ class ShardedStep(nn.Module):
        which every rank holds in the same state - the single-process values; each rank
        back-propagates them whole (the gather's backward sums the ranks' gradients);
     4. the 2D task on the local piece, back-propagated as ``W * n_r / N * loss_r``; its reported
-       value and metrics are the item-weighted means over ranks (one all-reduce).
+       value and metrics are the item-weighted means over ranks (one all-reduce). A task with
+       ``global_loss`` (GraphCL, JOAO) instead gathers its per-sample rows
+       (:func:`~graphmvp.distributed.gather_pieces` inside
+       :func:`~graphmvp.distributed.global_batch`) and is treated as in 3.
 
     With DDP's gradient averaging the update equals the single-process update (batch norm of
     the encoders synchronised, :class:`~graphmvp.distributed.SyncBatchNorm`). Deviation:
-    ContextPred's negatives are cyclic shifts within each rank's pieces (its objective takes
-    the batch whole); its loss is still weighted by the global count of context pairs.
+    the other tasks that compare samples (ContextPred, Infomax, GraphLoG) compare within each
+    rank's piece; their losses are still weighted by the global item counts.
     ``report``: ``{"total": float, "terms": {name: float}, "metrics": {name: float}}``.
     """
 
@@ -576,8 +585,12 @@ class ShardedStep(nn.Module):
         local: list[tuple[str, Tensor, int, int, dict[str, float]]] = []
         for kind, objective in model.objectives.items():
             name = model.names[kind]
-            if kind in PAIR_KINDS:
-                value, parts = KIND_CALLERS[kind](model, objective, batch, z2d, z3d)
+            if kind in PAIR_KINDS or _global_task(name):
+                if kind in PAIR_KINDS:  # VRR's noise: the shared stream, the same on every rank
+                    value, parts = KIND_CALLERS[kind](model, objective, batch, z2d, z3d)
+                else:  # encodes this rank's piece (dropout: rank-local), compares the gathered rows
+                    with global_batch(sizes), rank_local_rng(ctx, self.seed, step, 1):
+                        value, parts = KIND_CALLERS[kind](model, objective, batch, z2d, z3d)
                 metrics.update(parts)
                 if value is None:
                     continue
@@ -690,9 +703,9 @@ class _Run:
             if self.model.encoder_3d is not None:
                 self.model.encoder_3d = convert_sync_batchnorm(self.model.encoder_3d)
             for kind in list(self.model.objectives):
-                if kind not in PAIR_KINDS:
+                name = self.model.names[kind]
+                if kind not in PAIR_KINDS and not _global_task(name):
                     self.model.objectives[kind] = convert_sync_batchnorm(self.model.objectives[kind])
-                    name = self.model.names[kind]
                     if TASKS_2D.get(name).in_batch:
                         LOG.warning("2D task %s compares the samples of a batch with each other: under DDP it "
                                     "compares within each rank's piece of the global batch", name)

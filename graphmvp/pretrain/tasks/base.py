@@ -29,7 +29,14 @@ name by a module of this package:
     count, so the ranks' average is the mean over the global batch's items.
 ``in_batch``
     the loss compares the samples of a batch with each other (negatives, prototypes): under DDP
-    those comparisons stay within each rank's piece of the global batch (documented limit).
+    those comparisons stay within each rank's piece of the global batch (documented limit),
+    unless ``global_loss``.
+``global_loss``
+    ``run`` passes its per-sample rows through :func:`graphmvp.distributed.gather_pieces` before
+    comparing them, so under DDP its loss is that of the global batch, identical on every rank:
+    the trainer back-propagates it whole on every rank (as GraphMVP's contrastive term) instead
+    of weighting per-rank shares, and keeps the objective's own modules out of synchronised
+    batch norm (they see the gathered rows). One process: ``gather_pieces`` is the identity.
 ``describe``
     one line for ``--help`` and the docs.
 """
@@ -54,6 +61,7 @@ class Task2D:
     describe: str = ""
     item_count: Optional[Callable[[Any], int]] = None
     in_batch: bool = False
+    global_loss: bool = False
 
 
 #: 2D-task objective name -> :class:`Task2D`

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from graphmvp.data.augment import AugmentedViews, ViewPairBatch
+from graphmvp.distributed import gather_pieces
 from graphmvp.models import graph_readout
 from graphmvp.objectives.graphcl import GRAPHCL_AUGMENTATIONS
 from graphmvp.pretrain.presets import HU_BASELINE, register_preset
@@ -40,13 +43,16 @@ def encode_views(model, views: ViewPairBatch):
 
 
 def run_views(name: str):
-    """The ``run`` of a two-view task whose payload is ``batch.extras[name]``."""
+    """The ``run`` of a two-view task whose payload is ``batch.extras[name]``: NT-Xent over the
+    global batch's views (under DDP the ranks' pooled views are gathered, ``global_loss``)."""
 
     def run(model, objective, batch):
         views: ViewPairBatch = batch.extras[name]
-        if views.pair.shape[0] < 2:  # no in-batch negative
+        z1, z2 = encode_views(model, views)
+        both = gather_pieces(torch.cat([z1, z2], dim=1))  # one collective for both views
+        if both.shape[0] < 2:  # no in-batch negative
             return None, {}
-        return objective(*encode_views(model, views))
+        return objective(both[:, : z1.shape[1]], both[:, z1.shape[1] :])
 
     return run
 
@@ -68,7 +74,8 @@ def _options(cfg) -> dict[str, Any]:
 
 TASKS_2D.register("graphcl")(
     Task2D(_options, run_views("graphcl"), options=GRAPHCL_OPTIONS,
-           describe="two augmented views, projection head, NT-Xent (You et al. 2020)", in_batch=True)
+           describe="two augmented views, projection head, NT-Xent (You et al. 2020)", in_batch=True,
+           global_loss=True)
 )
 
 # GraphCL (You et al. 2020), transfer learning on molecules: Hu et al.'s setting (batch 256,

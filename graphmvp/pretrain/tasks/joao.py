@@ -175,7 +175,7 @@ def _end_epoch(model, objective, dataset, epoch: int) -> None:
 TASKS_2D.register("joao")(
     Task2D(_options, run_views("joao"), options=JOAO_OPTIONS, end_epoch=_end_epoch, begin_epoch=_begin_epoch,
            describe="GraphCL with augmentation pairs sampled by a min-max learnt distribution (You et al. 2021)",
-           in_batch=True)
+           in_batch=True, global_loss=True)
 )
 
 # JOAO (You et al. 2021), transfer learning on molecules: Hu et al.'s setting (batch 256, lr 1e-3,
