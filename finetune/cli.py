@@ -82,6 +82,8 @@ def build_run_parser() -> argparse.ArgumentParser:
     g.add_argument("--gps-heads", type=int, help="GraphGPS attention heads (default: the checkpoint's; 4 without --init)")
     g.add_argument("--gps-attn-dropout", type=float,
                    help="GraphGPS attention dropout (default: the checkpoint's; 0.5 without --init)")
+    g.add_argument("--gps-rwse-norm", help="GraphGPS RWSE input: none or batchnorm (default: the checkpoint's; "
+                   "none without --init)")
     g.add_argument("--num-layers", type=int, help="GIN layers (default: the checkpoint's, 5 without --init)")
     g.add_argument("--emb-dim", type=int, help="GIN width (default: the checkpoint's, 300 without --init)")
     g.add_argument("--jk", help="jumping knowledge: last, concat, max, sum (default: the checkpoint's, last)")

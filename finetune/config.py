@@ -23,6 +23,7 @@ from finetune.splits import SPLITS
 from finetune.tasks import TASK_TYPES, TaskSpec, get_task
 from graphmvp.distributed import DistOptionError, check_device_name
 from graphmvp.models import JK_MODES, READOUTS
+from graphmvp.models.graphgps import RWSE_NORMS
 
 #: the split name of DTA tasks (DeepDTA setting-1 folds, validation = a random part of the training folds)
 DTA_SPLIT = "deepdta_folds"
@@ -46,7 +47,7 @@ class FinetuneConfig:
     Model: ``init`` (None = random init; run folder, encoder file or released name), ``method``
     (label in tables; default from the init), ``encoder`` (registered 2D encoder, gin |
     graphgps; None: the checkpoint's, gin for random init), ``gps_hidden_dim`` / ``gps_heads`` /
-    ``gps_attn_dropout`` (GraphGPS constructor options; None: the checkpoint's, else the
+    ``gps_attn_dropout`` / ``gps_rwse_norm`` (GraphGPS constructor options; None: the checkpoint's, else the
     encoder's defaults), ``num_layers`` / ``emb_dim`` / ``jk`` (None: the
     checkpoint's; 5 / 300 / last for random init), ``pooling`` (None: the checkpoint's, else
     mean), ``dropout``, ``head`` (linear | mlp), ``head_hidden``, ``protein_encoder``,
@@ -83,6 +84,7 @@ class FinetuneConfig:
     gps_hidden_dim: Optional[int] = None
     gps_heads: Optional[int] = None
     gps_attn_dropout: Optional[float] = None
+    gps_rwse_norm: Optional[str] = None
     num_layers: Optional[int] = None
     emb_dim: Optional[int] = None
     jk: Optional[str] = None
@@ -153,7 +155,8 @@ class FinetuneConfig:
     def encoder_options(self) -> dict[str, Any]:
         """The given GraphGPS options under the encoder's constructor names (for
         :func:`finetune.model.build_encoder`)."""
-        given = {"hidden_dim": self.gps_hidden_dim, "heads": self.gps_heads, "attn_dropout": self.gps_attn_dropout}
+        given = {"hidden_dim": self.gps_hidden_dim, "heads": self.gps_heads, "attn_dropout": self.gps_attn_dropout,
+                 "rwse_norm": self.gps_rwse_norm}
         return {k: v for k, v in given.items() if v is not None}
 
     # -- resolution ---------------------------------------------------------------------------
@@ -234,6 +237,8 @@ class FinetuneConfig:
         if c.gps_attn_dropout is not None and not (isinstance(c.gps_attn_dropout, (int, float))
                                                    and 0 <= c.gps_attn_dropout < 1):
             raise FinetuneError(f"--gps-attn-dropout={c.gps_attn_dropout!r}: must be in [0, 1)")
+        if c.gps_rwse_norm is not None and c.gps_rwse_norm not in RWSE_NORMS:
+            raise FinetuneError(f"--gps-rwse-norm {c.gps_rwse_norm!r}: allowed: {', '.join(RWSE_NORMS)}")
         for name in ("num_layers", "emb_dim", "head_hidden", "threads", "split_seed", "gps_hidden_dim", "gps_heads"):
             if getattr(c, name) is not None:
                 _int(c, name, 0 if name == "split_seed" else 1)

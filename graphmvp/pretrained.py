@@ -86,7 +86,7 @@ RUN_ENCODER_FILE = "model_2d.pt"
 _REQUIRED = ("encoder", "pooling", "hydrogens", "features")
 #: constructor arguments a config may leave out (the constructor's default is used); the other
 #: arguments of the encoder must be in the config
-_OPTIONAL_ARGS = ("dropout", "attn_dropout", "num_atom_type", "num_chirality")
+_OPTIONAL_ARGS = ("dropout", "attn_dropout", "num_atom_type", "num_chirality", "rwse_norm")
 #: integer / probability-valued constructor arguments, checked before the encoder is built
 _POSITIVE_INT_ARGS = ("num_layers", "emb_dim", "hidden_dim", "heads", "rwse_steps", "num_atom_type", "num_chirality")
 _PROBABILITY_ARGS = ("dropout", "attn_dropout")
@@ -285,6 +285,8 @@ def check_encoder_config(config: Mapping[str, Any], state: Mapping[str, torch.Te
     missing = [k for k, p in args.items() if k not in cfg and k not in _OPTIONAL_ARGS]
     if missing:
         raise CheckpointMismatch(source, [f"config lacks {', '.join(missing)} (needed by encoder={cfg['encoder']!r})"])
+    if "rwse_norm" in args and "rwse_norm" not in cfg and state is not None and "rwse_norm.running_mean" in state:
+        cfg["rwse_norm"] = "batchnorm"  # a GraphGPS file written before the option existed
     for key in _OPTIONAL_ARGS:
         if key in args and key not in cfg and args[key].default is not inspect.Parameter.empty:
             cfg[key] = args[key].default

@@ -306,8 +306,9 @@ def test_default_fits_the_gin_budget():
     assert count(gin) == 5 * (300 * 600 + 600 + 600 * 300 + 300 + 9 * 300 + 2 * 300) + 123 * 300 == 1_857_900
     h = 192
     layer = 2 * (h * h + h) + 4 * h * h + 4 * h + 4 * h * h + 3 * h + 6 * h  # GINE MLP, MHA, FFN, 3 BN
-    embeddings = (120 + 3 + 6 + 3) * h + 2 * 20 + 20 * h + h + h * 300 + 300  # tables, RWSE BN+Linear, output
-    assert count(gps) == 5 * layer + embeddings == 1_944_916
+    embeddings = (120 + 3 + 6 + 3) * h + 20 * h + h + h * 300 + 300  # tables, RWSE Linear, output
+    assert count(gps) == 5 * layer + embeddings == 1_944_876
+    assert count(GraphGPS(rwse_norm="batchnorm")) == 1_944_876 + 2 * 20  # GraphGPS's RWSE BatchNorm
     assert abs(count(gps) / count(gin) - 1) < 0.10
     assert (gps.num_layers, gps.emb_dim, gps.out_dim, gps.heads, gps.rwse_steps) == (5, 300, 300, 4, 20)
     assert gps.attn_dropout == 0.5 and gps.dropout == 0.0
@@ -316,7 +317,7 @@ def test_default_fits_the_gin_budget():
 def test_config_rebuilds_and_dropout_setter():
     model = small_gps(seed=3)
     cfg = model.config()
-    assert all(isinstance(v, (int, float)) for v in cfg.values())
+    assert all(isinstance(v, (int, float, str)) for v in cfg.values())
     rebuilt = build_encoder("graphgps", **cfg).eval()
     rebuilt.load_state_dict(model.state_dict())
     g = batch_mol_graphs(graphs())
@@ -395,9 +396,9 @@ def test_pretraining_model_exports_a_loadable_graphgps(tmp_path):
     from graphmvp.pretrained import load_encoder_file
 
     cfg = resolve_config("attrmask", out=str(tmp_path / "run"), encoder_2d="graphgps", num_layers=2, emb_dim=24,
-                         gps_hidden_dim=16, gps_heads=2, gps_attn_dropout=0.1, rwse_steps=8)
+                         gps_hidden_dim=16, gps_heads=2, gps_attn_dropout=0.1, rwse_steps=8, gps_rwse_norm="batchnorm")
     assert encoder_kwargs(cfg, "2d") == {"num_layers": 2, "emb_dim": 24, "dropout": 0.0, "hidden_dim": 16,
-                                         "heads": 2, "attn_dropout": 0.1, "rwse_steps": 8}
+                                         "heads": 2, "attn_dropout": 0.1, "rwse_steps": 8, "rwse_norm": "batchnorm"}
     torch.manual_seed(0)
     pre = GraphMVPModel(cfg)
     assert isinstance(pre.encoder_2d, GraphGPS)
@@ -408,3 +409,46 @@ def test_pretraining_model_exports_a_loadable_graphgps(tmp_path):
     pre.encoder_2d.eval()
     with torch.no_grad():
         assert torch.equal(loaded(g), pre.encoder_2d(g))
+
+
+def test_raw_rwse_keeps_odd_rings_in_range_where_batchnorm_running_stats_blow_them_up():
+    """Odd-step return probabilities are 0 on every bipartite graph (chains, even rings). Trained
+    on those alone, GraphGPS's RWSE BatchNorm has a running variance of ~eps on the odd steps, so in
+    evaluation mode a 3-ring's input is scaled by ~1/sqrt(eps); the raw input (the default) stays
+    within [0, 1] (what made FreeSolv's scaffold-split test RMSE 23 instead of 2, docs/methods.md)."""
+    from graphmvp.models.rwse import node_rwse
+
+    bipartite = batch_mol_graphs(graphs(["CCCC", "C1CCC1", "CCO", "c1ccccc1", "CC(C)C"]))
+    ring3 = batch_mol_graphs(graphs(["C1CC1"]))
+    assert float(node_rwse(bipartite, 20)[:, 0::2].abs().max()) == 0.0  # steps 1, 3, 5, ...: zero
+    assert float(node_rwse(ring3, 20)[:, 2].min()) == pytest.approx(0.25)  # 2 closed 3-walks of 8
+    scale = {}
+    for norm in ("none", "batchnorm"):
+        torch.manual_seed(0)
+        model = GraphGPS(num_layers=1, emb_dim=16, hidden_dim=16, heads=2, rwse_steps=20, rwse_norm=norm)
+        if norm == "batchnorm":
+            model.rwse_norm.momentum = None  # running statistics = those of the one training batch
+        model.train()
+        with torch.no_grad():
+            model.input_embedding(bipartite, bipartite.ndata["atom"])
+        model.eval()
+        with torch.no_grad():
+            h_train = model.input_embedding(bipartite, bipartite.ndata["atom"])
+            h_ring = model.input_embedding(ring3, ring3.ndata["atom"])
+        scale[norm] = float(h_ring.abs().max() / h_train.abs().max())
+    assert scale["none"] < 3
+    assert scale["batchnorm"] > 20  # measured 34 (none: 0.72)
+    with pytest.raises(ValueError, match="rwse_norm='layer': allowed: none, batchnorm"):
+        GraphGPS(rwse_norm="layer")
+
+
+def test_a_graphgps_file_from_before_rwse_norm_loads_with_its_batchnorm(tmp_path):
+    """Files written before the option existed have RWSE BatchNorm weights and no ``rwse_norm``."""
+    from graphmvp.pretrained import load_encoder_file, save_encoder_file
+
+    old = GraphGPS(num_layers=1, emb_dim=8, hidden_dim=8, heads=2, rwse_steps=4, rwse_norm="batchnorm")
+    cfg = {k: v for k, v in old.config().items() if k != "rwse_norm"}
+    save_encoder_file(tmp_path / "old.pt", old.state_dict(),
+                      {**cfg, "encoder": "graphgps", "pooling": "mean", "hydrogens": "drop", "features": "hu-simple"})
+    loaded, config = load_encoder_file(tmp_path / "old.pt")
+    assert config["rwse_norm"] == "batchnorm" and isinstance(loaded.rwse_norm, torch.nn.BatchNorm1d)

@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gps-heads", type=int, dest="gps_heads", help="GraphGPS attention heads " + _default("gps_heads"))
     g.add_argument("--gps-attn-dropout", type=float, dest="gps_attn_dropout", help="GraphGPS attention dropout " + _default("gps_attn_dropout"))
     g.add_argument("--rwse-steps", type=int, dest="rwse_steps", help="GraphGPS random-walk encoding steps " + _default("rwse_steps"))
+    g.add_argument("--gps-rwse-norm", dest="gps_rwse_norm", help="GraphGPS RWSE input: none (raw probabilities) or "
+                   "batchnorm (GraphGPS's; unstable on rare ring sizes, see docs/methods.md) " + _default("gps_rwse_norm"))
     g.add_argument("--schnet-filters", type=int, dest="schnet_filters", help=_default("schnet_filters"))
     g.add_argument("--schnet-interactions", type=int, dest="schnet_interactions", help=_default("schnet_interactions"))
     g.add_argument("--schnet-gaussians", type=int, dest="schnet_gaussians", help=_default("schnet_gaussians"))

@@ -41,6 +41,7 @@ from graphmvp.data.mask_distributions import MASK_DISTRIBUTIONS
 from graphmvp.data.mask_targets import MASK_TARGETS, build_mask_target
 from graphmvp.data.pretrain_dataset import CONFORMER_SAMPLING, VIEWS
 from graphmvp.models import ENCODERS, READOUTS
+from graphmvp.models.graphgps import RWSE_NORMS
 from graphmvp.models.schnet import DEFAULT_SCHNET_IMPL, SCHNET_IMPLS
 from graphmvp.objectives import OBJECTIVES, RECONSTRUCTION_CRITERIA
 from graphmvp.objectives.decoders import DECODER_LOSSES, DECODERS
@@ -107,7 +108,8 @@ class PretrainConfig:
     GraphGPS only (``encoder_2d="graphgps"``;
     ``emb_dim`` is its output width): ``gps_hidden_dim`` (layer width; 192 keeps 5 layers within
     5% of the 5 x 300 GIN's parameters), ``gps_heads``, ``gps_attn_dropout`` (GraphGPS: 0.5),
-    ``rwse_steps`` (random-walk encoding length, GraphGPS: 20).
+    ``rwse_steps`` (random-walk encoding length, GraphGPS: 20), ``gps_rwse_norm`` (none |
+    batchnorm, GraphGPS's; none by default, see :mod:`graphmvp.models.graphgps`).
 
     Optimisation: ``epochs``, ``batch_size``, ``lr``, ``weight_decay`` (Adam);
     ``schnet_lr_scale`` (SchNet lr = lr x this), ``to2d_lr_scale`` (the 3D->2D generative model).
@@ -156,6 +158,7 @@ class PretrainConfig:
     gps_heads: int = 4
     gps_attn_dropout: float = 0.5
     rwse_steps: int = 20
+    gps_rwse_norm: str = "none"
     schnet_filters: int = 128
     schnet_interactions: int = 6
     schnet_gaussians: int = 51
@@ -360,6 +363,7 @@ def _validate(cfg: PretrainConfig) -> None:
     _number(cfg, "gps_heads", positive=True, integer=True)
     _number(cfg, "gps_attn_dropout", nonneg=True, below_one=True)
     _number(cfg, "rwse_steps", positive=True, integer=True)
+    _choice(cfg, "gps_rwse_norm", RWSE_NORMS)
     if cfg.gps_hidden_dim % cfg.gps_heads:
         raise ConfigError(f"--gps-heads={cfg.gps_heads!r}: must divide --gps-hidden-dim={cfg.gps_hidden_dim!r}")
     _number(cfg, "schnet_filters", positive=True, integer=True)

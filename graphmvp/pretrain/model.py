@@ -68,7 +68,7 @@ def encoder_kwargs(cfg: PretrainConfig, view: str) -> dict[str, Any]:
     if view == "2d":
         pool = {"num_layers": cfg.num_layers, "emb_dim": cfg.emb_dim, "dropout": cfg.dropout, "jk": "last",
                 "hidden_dim": cfg.gps_hidden_dim, "heads": cfg.gps_heads, "attn_dropout": cfg.gps_attn_dropout,
-                "rwse_steps": cfg.rwse_steps}
+                "rwse_steps": cfg.rwse_steps, "rwse_norm": cfg.gps_rwse_norm}
         name = cfg.encoder_2d
     elif view == "3d":
         pool = {
