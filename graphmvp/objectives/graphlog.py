@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .contrastive import infonce_one_way
 from .registry import OBJECTIVES, Metrics
 
 #: how the node term chooses the positives of a masked atom (see the module docstring)
@@ -71,12 +72,7 @@ def inter_graph_nce(graph_reps: Tensor, masked_graph_reps: Tensor, tau: float) -
     """
     if graph_reps.shape != masked_graph_reps.shape or graph_reps.dim() != 2:
         raise ValueError(f"graph reps must both be [B, D], got {tuple(graph_reps.shape)} and {tuple(masked_graph_reps.shape)}")
-    logits = F.normalize(masked_graph_reps, dim=1) @ F.normalize(graph_reps, dim=1).t() / tau
-    target = torch.arange(logits.shape[0], device=logits.device)
-    loss = F.cross_entropy(logits, target)
-    with torch.no_grad():
-        acc = (logits.argmax(dim=1) == target).float().mean()
-    return loss, acc
+    return infonce_one_way(F.normalize(masked_graph_reps, dim=1), F.normalize(graph_reps, dim=1), tau)
 
 
 def intra_graph_nce(
