@@ -29,6 +29,7 @@ from graphmvp.data.mask_distributions import MASK_DISTRIBUTIONS
 from graphmvp.data.mask_targets import MASK_TARGETS, build_mask_target
 from graphmvp.models.mask_scorer import MaskScorer
 from .decoders import DECODER_LOSSES, DECODERS, build_decoder
+from .class_labels import argmax_accuracy, check_class_range
 from .registry import OBJECTIVES, Metrics
 
 
@@ -135,10 +136,7 @@ class MaskedNodePrediction(nn.Module):
             raise ValueError("no masked atoms: masked_index is empty")
         if masked_index.dtype != torch.int64 or target.dtype != torch.int64:
             raise ValueError(f"masked_index and target must be int64, got {masked_index.dtype} and {target.dtype}")
-        if int(target.min()) < 0 or int(target.max()) >= self.num_classes:
-            raise ValueError(
-                f"target values must be in 0..{self.num_classes - 1}, got range {int(target.min())}..{int(target.max())}"
-            )
+        check_class_range("target", target, self.num_classes)
         h = node_reps
         if node_weight is not None:
             if node_weight.shape != (node_reps.shape[0],):
@@ -148,9 +146,7 @@ class MaskedNodePrediction(nn.Module):
             h = torch.where(unmasked.unsqueeze(1), h * node_weight.unsqueeze(1), h)
         out = self.classifier(h, masked_index, graph, bond)
         loss = DECODER_LOSSES[self.decoder_loss](out, target, self.sce_gamma)
-        with torch.no_grad():
-            acc = (out.argmax(dim=1) == target).float().mean()
-        return loss, {"acc_attrmask": float(acc)}
+        return loss, {"acc_attrmask": argmax_accuracy(out, target)}
 
     def extra_repr(self) -> str:
         return (f"target={self.target!r}, num_classes={self.num_classes}, decoder={self.decoder_name!r}, "

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .class_labels import argmax_accuracy, check_class_range
 from .registry import OBJECTIVES, Metrics
 
 
@@ -68,16 +69,10 @@ class GPTGNNAttributeGeneration(nn.Module):
             )
         if next_type.numel() == 0:
             raise ValueError("no generation steps: next_type is empty")
-        if int(next_type.min()) < 0 or int(next_type.max()) >= self.num_atom_types:
-            raise ValueError(
-                f"next_type values must be in 0..{self.num_atom_types - 1}, got range "
-                f"{int(next_type.min())}..{int(next_type.max())}"
-            )
+        check_class_range("next_type", next_type, self.num_atom_types)
         logits = self.classifier(reps)
         loss = F.cross_entropy(logits, next_type)
-        with torch.no_grad():
-            acc = (logits.argmax(dim=1) == next_type).float().mean()
-        return loss, {"acc_gpt_gnn": float(acc)}
+        return loss, {"acc_gpt_gnn": argmax_accuracy(logits, next_type)}
 
 
 __all__ = ["GPTGNNAttributeGeneration"]

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from graphmvp.chem.functional_groups import NUM_FUNCTIONAL_GROUPS
 
+from .class_labels import argmax_accuracy, check_class_range
 from .registry import OBJECTIVES, Metrics
 
 #: the sidecar kind of G-Contextual's labels
@@ -88,17 +89,14 @@ class GroverContextual(nn.Module):
             raise ValueError(f"node_reps [M, D] and label [M] expected, got {tuple(node_reps.shape)} and {tuple(label.shape)}")
         if label.numel() == 0:
             raise ValueError("no labelled atoms: label is empty")
-        if label.dtype != torch.int64 or int(label.min()) < 0 or int(label.max()) >= self.num_classes:
-            raise ValueError(
-                f"label must be int64 in 0..{self.num_classes - 1}, got {label.dtype} with range "
-                f"{int(label.min())}..{int(label.max())} (is the sidecar's vocabulary the one this model was built with?)"
-            )
+        if label.dtype != torch.int64:
+            raise ValueError(f"label must be int64, got {label.dtype}")
+        check_class_range("label", label, self.num_classes,
+                          " (is the sidecar's vocabulary the one this model was built with?)")
         logits = self.classifier(node_reps)
         loss = F.cross_entropy(logits, label)
-        with torch.no_grad():
-            acc = (logits.argmax(dim=1) == label).float().mean()
-            other = (label == 0).float().mean()
-        return loss, {"acc_g_contextual": float(acc), "g_contextual_other": float(other)}
+        other = float((label == 0).float().mean())
+        return loss, {"acc_g_contextual": argmax_accuracy(logits, label), "g_contextual_other": other}
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}"
