@@ -394,11 +394,9 @@ def finetune(config: FinetuneConfig, command: Optional[list[str]] = None, *,
 
 def _agree_on_error(ctx: DistContext, error: Optional[str]) -> None:
     """Raise FinetuneError on every rank if any rank has ``error`` (the first rank's message)."""
-    errors = ctx.all_objects(error)
-    first = next(((r, e) for r, e in enumerate(errors) if e is not None), None)
-    if first is not None:
-        rank, message = first
-        raise FinetuneError(message if rank == 0 else f"rank {rank}: {message}")
+    message = ctx.first_error(error)
+    if message is not None:
+        raise FinetuneError(message)
 
 
 def encoder_of(cfg: FinetuneConfig, quiet: bool = False) -> tuple[torch.nn.Module, EncoderInit]:

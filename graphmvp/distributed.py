@@ -287,7 +287,18 @@ class DistContext:
 
     def shard_sizes(self, batch_size: int) -> list[int]:
         """The piece sizes of a global batch of ``batch_size``, rank order."""
-        return [b - a for a, b in (shard_bounds(batch_size, r, self.world_size) for r in range(self.world_size))]
+        return shard_sizes(batch_size, self.world_size)
+
+    def first_error(self, error: Optional[str]) -> Optional[str]:
+        """The message of the first rank whose ``error`` is not None (prefixed ``rank r:`` unless
+        rank 0), the same on every rank; None if no rank has one. Lets every rank raise together
+        when one of them found bad input (one all-gather; ``error`` itself for one process)."""
+        errors = self.all_objects(error)
+        first = next(((r, e) for r, e in enumerate(errors) if e is not None), None)
+        if first is None:
+            return None
+        rank, message = first
+        return message if rank == 0 else f"rank {rank}: {message}"
 
 
 SINGLE_PROCESS = DistContext()
@@ -420,6 +431,11 @@ def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
     base, extra = divmod(int(n), world_size)
     start = rank * base + min(rank, extra)
     return start, start + base + (1 if rank < extra else 0)
+
+
+def shard_sizes(n: int, world_size: int) -> list[int]:
+    """The sizes of the ``world_size`` pieces of ``n`` items (:func:`shard_bounds`), rank order."""
+    return [b - a for a, b in (shard_bounds(n, r, world_size) for r in range(world_size))]
 
 
 # -- differentiable collectives ------------------------------------------------------------------------
@@ -642,5 +658,6 @@ __all__ = [
     "record_errors",
     "resolve_device",
     "shard_bounds",
+    "shard_sizes",
     "stream_seed",
 ]

@@ -96,6 +96,7 @@ from graphmvp.distributed import (
     raise_if_communication_error,
     rank_local_rng,
     shard_bounds,
+    shard_sizes,
 )
 from graphmvp.io import atomic_path, write_bytes_atomic
 from graphmvp.pretrain.config import ConfigError, PretrainConfig, check_inputs
@@ -215,8 +216,7 @@ class RankPieces(Sequence):
         return batch[start:stop]
 
     def sizes(self, i: int) -> list[int]:
-        n = len(self.plan[i])
-        return [b - a for a, b in (shard_bounds(n, r, self.world_size) for r in range(self.world_size))]
+        return shard_sizes(len(self.plan[i]), self.world_size)
 
 
 def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int, min_batch: int = 2) -> EpochPlan:
@@ -429,14 +429,9 @@ def pretrain(config: PretrainConfig, *, dist_timeout: float = DEFAULT_TIMEOUT_S)
 
 def _agree_on_error(ctx: DistContext, error: Optional[str]) -> None:
     """Raise ConfigError on every rank if any rank has ``error`` (the first rank's message)."""
-    if ctx.is_distributed:
-        errors = ctx.all_objects(error)
-        first = next(((r, e) for r, e in enumerate(errors) if e is not None), None)
-        if first is not None:
-            rank, message = first
-            raise ConfigError(message if rank == 0 else f"rank {rank}: {message}")
-    elif error is not None:
-        raise ConfigError(error)
+    message = ctx.first_error(error)
+    if message is not None:
+        raise ConfigError(message)
 
 
 def _pretrain(cfg: PretrainConfig, ctx: DistContext) -> RunResult:
