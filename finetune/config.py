@@ -173,10 +173,9 @@ class FinetuneConfig:
             if c.task_type is not None and c.task_type != spec.task_type:
                 raise FinetuneError(f"--task-type {c.task_type} contradicts task {spec.name!r}, which is {spec.task_type}")
             c.task_type = spec.task_type
-            if spec.task_type != "dta":
-                c.smiles_col = c.smiles_col or spec.smiles_col
-                if c.label_cols is None:
-                    c.label_cols = spec.label_cols
+            c.task = spec.name  # an alias (lipo) becomes the registered name
+            # columns not given stay None: they come from the task's layout that the data
+            # file's header fits (finetune.problems.resolve_columns), recorded in the summary
         else:
             if c.task_type is None:
                 raise FinetuneError("--task-type is required for own data; allowed: classification, regression")

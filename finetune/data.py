@@ -301,16 +301,27 @@ def _column_list(names: Sequence[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(names)} in total)" if len(names) > limit else "")
 
 
+def _read_csv_frame(path: Path, **kw) -> pd.DataFrame:
+    sep = "\t" if path.name.lower().removesuffix(".gz").endswith((".tsv", ".tab")) else ","
+    try:
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False,
+                           compression="infer", encoding="utf-8", **kw)
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, ValueError) as e:
+        raise FinetuneError(f"{path.name}: cannot read it as CSV ({str(e).splitlines()[0]})") from None
+
+
+def read_csv_header(path: Path) -> list[str]:
+    """The column names of a CSV/TSV file (gzipped too); SDF files have none (``[]``)."""
+    if _is_sdf(path):
+        return []
+    return [str(c) for c in _read_csv_frame(path, nrows=0).columns]
+
+
 def read_csv_table(path: Path, opts: TableOptions) -> RawTable:
     source = path.name
     if opts.smiles_col is None:
         raise FinetuneError(f"{source}: give --smiles-col (the column holding the SMILES)")
-    sep = "\t" if path.name.lower().removesuffix(".gz").endswith((".tsv", ".tab")) else ","
-    try:
-        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False,
-                            compression="infer", encoding="utf-8")
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, ValueError) as e:
-        raise FinetuneError(f"{source}: cannot read it as CSV ({str(e).splitlines()[0]})") from None
+    frame = _read_csv_frame(path)
     columns = list(frame.columns)
     if opts.smiles_col not in columns:
         raise FinetuneError(f"{source}: SMILES column {opts.smiles_col!r} not found; columns: {_column_list(columns)}")

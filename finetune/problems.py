@@ -16,6 +16,7 @@ predictions computed; the loop in :mod:`finetune.trainer` does not know which ki
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -23,11 +24,19 @@ import torch
 from torch import nn
 
 from finetune.config import FinetuneConfig
-from finetune.data import MolDataset, TableOptions, chem_dataset_processed_count, load_dataset, locate_data_file
+from finetune.data import (
+    MolDataset,
+    TableOptions,
+    chem_dataset_processed_count,
+    load_dataset,
+    locate_data_file,
+    read_csv_header,
+)
 from finetune.dta import DTAData, DTAEncoded, DTAModel, encode_dta, load_deepdta, locate_deepdta, validation_split
 from finetune.errors import FinetuneError
 from finetune.model import FinetuneModel
 from finetune.splits import PARTS, Split, make_split
+from finetune.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +207,30 @@ class DTAProblem:
         return []
 
 
+def resolve_columns(spec: Optional[TaskSpec], cfg: FinetuneConfig, path: Path) -> dict:
+    """Which columns of ``path`` hold the SMILES and the labels, and why: ``{"layout": ...,
+    "smiles_col": ..., "label_cols": ...}``. Columns given in the config win; the others come
+    from the first of the task's layouts (:meth:`TaskSpec.layout_for`) that the file's header
+    fits, so a registered task reads DeepChem's original file and chemprop's renamed one alike."""
+    given = {"smiles_col": cfg.smiles_col, "label_cols": None if cfg.label_cols is None else list(cfg.label_cols)}
+    if spec is None or (cfg.smiles_col is not None and cfg.label_cols is not None):
+        return {"layout": "given", **given}
+    header = read_csv_header(path)
+    if header:
+        try:
+            layout = spec.layout_for(header, path.name)
+        except ValueError as e:
+            raise FinetuneError(str(e)) from None
+    else:  # SDF: the original layout's label names are the record properties
+        layout = spec.layouts()[0]
+    return {
+        "layout": layout.name,
+        "smiles_col": cfg.smiles_col or layout.smiles_col,
+        "label_cols": given["label_cols"] if given["label_cols"] is not None
+        else (None if layout.label_cols is None else list(layout.label_cols)),
+    }
+
+
 def build_problem(cfg: FinetuneConfig):
     """Read the data of a resolved config (download if needed); raise :class:`FinetuneError`."""
     spec = cfg.spec()
@@ -207,9 +240,10 @@ def build_problem(cfg: FinetuneConfig):
         return DTAProblem(data, encode_dta(data, cfg.protein_length, cfg.hydrogens), cfg)
     path = locate_data_file(spec, cfg.data_file, cfg.chem_dataset, urls=cfg.data_urls or None, progress=cfg.progress)
     use_spec_cols = spec is not None
+    columns = resolve_columns(spec, cfg, path)
     opts = TableOptions(
-        smiles_col=cfg.smiles_col,
-        label_cols=cfg.label_cols,
+        smiles_col=columns["smiles_col"],
+        label_cols=None if columns["label_cols"] is None else tuple(columns["label_cols"]),
         task_type=cfg.task_type,
         drop_cols=spec.drop_cols if use_spec_cols else (),
         split_col=cfg.split_col,
@@ -217,6 +251,7 @@ def build_problem(cfg: FinetuneConfig):
         hydrogens=cfg.hydrogens,
     )
     dataset = load_dataset(path, opts, name=cfg.task_name, use_cache=cfg.use_cache)
+    dataset.info["columns"] = {**columns, "label_cols": dataset.label_names}
     if cfg.chem_dataset is not None:
         count = chem_dataset_processed_count(path)
         if count is not None:

@@ -74,6 +74,27 @@ for _tt in (
 
 
 @dataclass(frozen=True)
+class ColumnLayout:
+    """The columns of one published form of a task's file.
+
+    ``label_cols`` None means "every column that is neither the SMILES column nor in
+    ``drop_cols``". The same molecules circulate in several layouts: DeepChem's original files
+    and, for example, chemprop's benchmark CSVs, whose first column is ``smiles`` and whose label
+    columns are renamed (ESOL's ``measured log solubility in mols per litre`` is
+    ``logSolubility`` there).
+    """
+
+    name: str
+    smiles_col: str
+    label_cols: Optional[tuple[str, ...]]
+
+    def fits(self, header: "list[str] | tuple[str, ...]") -> bool:
+        """Whether a file with these column names holds this layout."""
+        wanted = (self.smiles_col, *(self.label_cols or ()))
+        return all(c in header for c in wanted)
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """One downstream data set.
 
@@ -81,7 +102,9 @@ class TaskSpec:
     ``drop_cols``" (ToxCast's 617 assays, SIDER's 27 classes); ``num_labels`` is then the count
     the published file has (a different count is reported as a warning, not an error).
     ``file_name`` is the name in the cache; for DTA tasks it is the data set's folder and
-    ``files`` lists the files in it.
+    ``files`` lists the files in it. ``smiles_col`` and ``label_cols`` are the columns of the
+    original file (layout ``"moleculenet"``); ``alt_layouts`` are other published forms of the
+    same data that a ``--data-file`` may have (see :meth:`layout_for`).
     """
 
     name: str
@@ -97,6 +120,7 @@ class TaskSpec:
     files: tuple[str, ...] = ()
     label_transform: str = "none"
     description: str = ""
+    alt_layouts: tuple[ColumnLayout, ...] = ()
     extra: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -106,6 +130,28 @@ class TaskSpec:
     @property
     def metric(self) -> str:
         return self.type.metric
+
+    def layouts(self) -> tuple[ColumnLayout, ...]:
+        """Every known column layout of this task's file, the original one first."""
+        if self.smiles_col is None:
+            return ()
+        return (ColumnLayout("moleculenet", self.smiles_col, self.label_cols), *self.alt_layouts)
+
+    def layout_for(self, header: "list[str] | tuple[str, ...]", source: str) -> ColumnLayout:
+        """The first layout whose columns are all in ``header``; ``ValueError`` naming what each
+        layout expects otherwise."""
+        for layout in self.layouts():
+            if layout.fits(header):
+                return layout
+        expected = "; ".join(
+            f"{lay.name}: {', '.join(repr(c) for c in (lay.smiles_col, *(lay.label_cols or ('(every other column)',))))}"
+            for lay in self.layouts()
+        )
+        shown = ", ".join(repr(c) for c in list(header)[:12]) + (", ..." if len(header) > 12 else "")
+        raise ValueError(
+            f"{source}: its columns ({shown}) match no known layout of task {self.name!r} ({expected}); "
+            "name them with --smiles-col and --label-cols"
+        )
 
 
 #: task name -> :class:`TaskSpec`
@@ -118,6 +164,11 @@ def _register(spec: TaskSpec) -> TaskSpec:
 
 def _mn(file_name: str) -> tuple[str, ...]:
     return (MOLECULENET_BASE + file_name,)
+
+
+def _chemprop(*label_cols: str) -> tuple[ColumnLayout, ...]:
+    """chemprop's benchmark CSV layout: ``smiles`` first, then the (renamed) label columns."""
+    return (ColumnLayout("chemprop", "smiles", label_cols or None),)
 
 
 TOX21_LABELS = (
@@ -148,18 +199,19 @@ _register(TaskSpec("hiv", "classification", "HIV.csv", _mn("HIV.csv"), "smiles",
                    drop_cols=("activity",), chem_dataset_dir="hiv",
                    description="HIV replication inhibition (41,127 molecules, 1 task)"))
 _register(TaskSpec("bace", "classification", "bace.csv", _mn("bace.csv"), "mol", ("Class",),
-                   chem_dataset_dir="bace",
+                   chem_dataset_dir="bace", alt_layouts=_chemprop("Class"),
                    description="BACE-1 inhibition (1,513 molecules, 1 task; pIC50 and Model are not labels)"))
 
 # -- regression (GraphMVP's five) ----------------------------------------------------------------
 _register(TaskSpec("esol", "regression", "delaney-processed.csv", _mn("delaney-processed.csv"), "smiles",
                    ("measured log solubility in mols per litre",), chem_dataset_dir="esol",
+                   alt_layouts=_chemprop("logSolubility"),
                    description="ESOL water solubility, log mol/L (1,128 molecules)"))
 _register(TaskSpec("freesolv", "regression", "SAMPL.csv", _mn("SAMPL.csv"), "smiles", ("expt",),
-                   chem_dataset_dir="freesolv",
+                   chem_dataset_dir="freesolv", alt_layouts=_chemprop("freesolv"),
                    description="FreeSolv hydration free energy, kcal/mol (642 molecules)"))
 _register(TaskSpec("lipophilicity", "regression", "Lipophilicity.csv", _mn("Lipophilicity.csv"), "smiles",
-                   ("exp",), chem_dataset_dir="lipophilicity",
+                   ("exp",), chem_dataset_dir="lipophilicity", alt_layouts=_chemprop("lipo"),
                    description="octanol/water distribution coefficient logD at pH 7.4 (4,200 molecules)"))
 _register(TaskSpec("malaria", "regression", "malaria-processed.csv",
                    (NEURAL_FINGERPRINT_BASE + "2015-06-03-malaria/malaria-processed.csv",), "smiles", ("activity",),
@@ -179,8 +231,14 @@ _register(TaskSpec("kiba", "dta", "kiba", (DEEPDTA_BASE + "kiba/",), None, None,
                    description="KIBA kinase scores (2,111 drugs x 229 proteins, 118,254 pairs)"))
 
 
+#: other names a task is known by (the file names of chemprop's benchmark CSVs)
+TASK_ALIASES = {"lipo": "lipophilicity"}
+
+
 def get_task(name: str) -> TaskSpec:
-    """The spec of task ``name``; ``ValueError`` naming it and the known tasks otherwise."""
+    """The spec of task ``name`` (or of an alias in :data:`TASK_ALIASES`); ``ValueError`` naming
+    it and the known tasks otherwise."""
+    name = TASK_ALIASES.get(name, name)
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS.names())}")
     return TASKS.get(name)
@@ -202,6 +260,7 @@ def describe_tasks() -> str:
 
 
 __all__ = [
+    "ColumnLayout",
     "DEEPDTA_FILES",
     "TASKS",
     "TASK_TYPES",

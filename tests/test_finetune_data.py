@@ -182,7 +182,8 @@ def test_protocol_defaults_per_task_type():
     assert (cls.dropout, cls.epochs, cls.lr, cls.batch_size, cls.split) == (0.5, 100, 1e-3, 256, "scaffold")
     assert (reg.dropout, reg.epochs, reg.lr) == (0.2, 100, 1e-3)
     assert (dta.dropout, dta.epochs, dta.lr, dta.split) == (0.2, 200, 5e-4, "deepdta_folds")
-    assert cls.label_cols == get_task("tox21").label_cols and cls.smiles_col == "smiles"
+    # a task's columns come from the layout its file's header fits (resolve_columns), not the config
+    assert cls.label_cols is None and cls.smiles_col is None
     own = FinetuneConfig(data_file="my.csv", smiles_col="s", label_cols="a, b", task_type="regression",
                          split_col="fold").resolved()
     assert own.label_cols == ("a", "b") and own.split == "column" and own.task_name == "my"
