@@ -21,6 +21,7 @@ import multiprocessing as mp
 import shutil
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -104,6 +105,48 @@ def _process_chunk(task: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 # -- driver side -------------------------------------------------------------------------------
+class bounded_imap:
+    """``pool.imap(fn, tasks)`` in order, but with at most ``window`` tasks handed to the pool at a
+    time: the pool's queues never hold more, so stopping early has only the tasks in flight to
+    wait for (each bounded by the per-molecule time limit) and never kills a worker mid-write."""
+
+    def __init__(self, pool, fn, tasks, window: int):
+        self.pool, self.fn, self.window = pool, fn, max(1, window)
+        self.todo = iter(tasks)
+        self.pending: deque = deque()
+
+    def _fill(self) -> None:
+        while len(self.pending) < self.window:
+            task = next(self.todo, None)
+            if task is None:
+                return
+            self.pending.append(self.pool.apply_async(self.fn, (task,)))
+
+    def __iter__(self):
+        self._fill()
+        while self.pending:
+            result = self.pending.popleft().get()
+            self._fill()
+            yield result
+
+    def drain(self) -> None:
+        """Wait for the tasks in flight (their results are not needed)."""
+        while self.pending:
+            self.pending.popleft().wait()
+
+
+def stop_pool(pool, results: bounded_imap, finished: bool) -> None:
+    """Shut the pool down. After the loop ended normally or stopped early: no new task, the few in
+    flight finish, the workers exit (close + join: no terminate, which was seen to deadlock).
+    After an error or an interrupt: terminate."""
+    if finished:
+        pool.close()
+        results.drain()
+    else:
+        pool.terminate()
+    pool.join()
+
+
 def _setup_logging(log_path: Path) -> logging.Handler:
     handler = logging.FileHandler(log_path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -247,7 +290,8 @@ def _prepare(cfg: PrepConfig, store: Path, command: list[str], t0: float) -> Pre
             else:
                 ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
                 pool = ctx.Pool(cfg.workers, initializer=_init_worker, initargs=(state,))
-                results = pool.imap(_process_chunk, todo)
+                results = bounded_imap(pool, _process_chunk, todo, 2 * cfg.workers)
+            finished = False
             try:
                 for cid, n_cand, n_kept in results:
                     kept[cid] = n_kept
@@ -255,10 +299,10 @@ def _prepare(cfg: PrepConfig, store: Path, command: list[str], t0: float) -> Pre
                     bar.set_postfix(kept=sum(kept.values()), refresh=False)
                     if needed_chunks() is not None:
                         break
+                finished = True
             finally:
                 if pool is not None:
-                    pool.terminate()
-                    pool.join()
+                    stop_pool(pool, results, finished)
     finally:
         bar.close()
 
