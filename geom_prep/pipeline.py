@@ -37,7 +37,7 @@ from geom_prep.exclude import load_excluded
 from geom_prep.reasons import UNEXPECTED_ERROR, Skip, is_conformer_level
 from geom_prep.sources import Candidate, Source, build_source
 from geom_prep.store_writer import concatenate_stores, write_store
-from graphmvp.io import atomic_path, write_text_atomic
+from graphmvp.io import LockedError, atomic_path, write_text_atomic, writer_lock
 
 log = logging.getLogger("geom_prep")
 
@@ -228,16 +228,24 @@ def prepare(config: PrepConfig, command: Sequence[str] = ()) -> PrepResult:
     t0 = time.perf_counter()
     cfg = config.resolved()
     store = Path(cfg.output)
-    if store.exists() and not cfg.overwrite:
-        raise PrepError(f"{store} exists; pass --overwrite to replace it")
-    if not store.parent.is_dir():
-        raise PrepError(f"output folder {store.parent} does not exist")
-    handler = _setup_logging(side_file(store, ".log"))
     try:
-        return _prepare(cfg, store, list(command), t0)
-    finally:
-        log.removeHandler(handler)
-        handler.close()
+        store.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PrepError(f"cannot create the output folder {store.parent} ({e.strerror})") from None
+    if store.parent.exists() and not store.parent.is_dir():
+        raise PrepError(f"output folder {store.parent} is not a folder")
+    try:
+        with writer_lock(store):
+            if store.exists() and not cfg.overwrite:
+                raise PrepError(f"{store} exists; pass --overwrite to replace it")
+            handler = _setup_logging(side_file(store, ".log"))
+            try:
+                return _prepare(cfg, store, list(command), t0)
+            finally:
+                log.removeHandler(handler)
+                handler.close()
+    except LockedError as e:
+        raise PrepError(str(e)) from None
 
 
 def _prepare(cfg: PrepConfig, store: Path, command: list[str], t0: float) -> PrepResult:
