@@ -226,6 +226,7 @@ def _info(path: str, skipped: bool) -> None:
 
     try:
         store = ConformerStore(path)
+        store.verify()
     except (FileNotFoundError, StoreFormatError, OSError) as e:
         raise PrepError(str(e)) from None
     with store:
