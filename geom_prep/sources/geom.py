@@ -53,7 +53,7 @@ class GeomSource(Source):
         try:
             with open(self.summary_path) as f:
                 summary = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError (binary junk)
             raise PrepError(f"{self.summary_path}: cannot read the GEOM summary ({e})") from None
         if not isinstance(summary, dict):
             raise PrepError(f"{self.summary_path}: expected a JSON object SMILES -> info")
