@@ -60,7 +60,7 @@ from geom_prep import reasons
 from geom_prep.store_writer import write_store
 from graphmvp.data.collate import batch_mol_graphs
 from graphmvp.data.masking import MolGraph
-from graphmvp.data.store import ConformerStore, Molecule, SkipRecord
+from graphmvp.data.store import ConformerStore, Molecule, SkipRecord, write_checksums
 from graphmvp.download import (
     ChecksumError,
     DownloadError,
@@ -539,11 +539,14 @@ def write_dataset_store(path: Path, molecules: list[Molecule], skipped: list[Ski
             g.attrs["num_rows"] = table.num_rows
             if table.split_values is not None:
                 g.create_dataset("split_values", data=[table.split_values[r] for r in rows], dtype=h5py.string_dtype())
+            write_checksums(f)  # now covering /finetune too
+
 
 
 def read_dataset_store(path: Path, task_type: str, source: str) -> MolDataset:
     """Load a featurised data set written by :func:`write_dataset_store`."""
     with ConformerStore(path) as store:
+        store.verify()  # a damaged cache is featurised again (load_dataset)
         mols = store.molecules(0, len(store))
         skipped = store.skipped()
         g = store.h5["finetune"]

@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +53,7 @@ from graphmvp.data.masking import MolGraph
 from graphmvp.features import UNSUPPORTED, SmilesError, downstream_graph, parse_smiles
 from graphmvp.models import graph_readout
 from graphmvp.registry import Registry
+from graphmvp.safe_pickle import NUMPY_ARRAY_GLOBALS, UnsafePickle, restricted_load
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +109,17 @@ def _read_json(path: Path, what: str):
 
 
 def read_affinity_pickle(path: Path) -> np.ndarray:
-    """The ``Y`` matrix: a (Python 2) pickle of a numpy array, read with ``encoding="latin1"``."""
+    """The ``Y`` matrix: a (Python 2) pickle of a numpy array, read with ``encoding="latin1"``.
+    ``Y`` is downloaded: only numpy array reconstruction is admitted (:mod:`graphmvp.safe_pickle`),
+    anything else is refused before it runs."""
     try:
         with open(path, "rb") as fh:
-            y = pickle.load(fh, encoding="latin1")
+            y = restricted_load(fh, NUMPY_ARRAY_GLOBALS, encoding="latin1")
     except FileNotFoundError:
         raise FinetuneError(f"{path}: missing (the affinity matrix Y)") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as e:
+    except UnsafePickle as e:
+        raise FinetuneError(f"{path}: unsafe pickle, not loaded: {e}") from None
+    except Exception as e:  # noqa: BLE001 - damaged pickles raise many different errors
         raise FinetuneError(f"{path}: not a pickled numpy array ({type(e).__name__}: {e})") from None
     try:
         y = np.asarray(y, dtype=np.float64)

@@ -66,7 +66,8 @@ def roc_auc(labels, scores) -> float:
     """ROC-AUC of binary ``labels`` [n] (0/1; NaN entries ignored) for ``scores`` [n].
 
     ``(R+ - n+(n+ + 1)/2) / (n+ n-)`` with R+ the sum of the average ranks of the positives.
-    NaN if only one class is present.
+    NaN if only one class is present; a non-finite score is a ``ValueError`` (it must not pass
+    for a task without both classes and drop out of an average).
     """
     y = np.asarray(labels, dtype=np.float64).ravel()
     s = np.asarray(scores, dtype=np.float64).ravel()
@@ -79,9 +80,9 @@ def roc_auc(labels, scores) -> float:
         raise ValueError(f"ROC-AUC needs labels 0/1, got {bad.tolist()}")
     n_pos = int(y.sum())
     n_neg = int(y.shape[0] - n_pos)
+    if not np.all(np.isfinite(s)):  # a diverged model, not a task without both classes: never NaN
+        raise ValueError(f"ROC-AUC of non-finite scores ({int((~np.isfinite(s)).sum())} of {s.shape[0]} NaN/inf)")
     if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    if not np.all(np.isfinite(s)):
         return float("nan")
     ranks = average_ranks(s)
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))

@@ -5,7 +5,8 @@ Rows are methods (the ``method`` of each run: "no pretraining", the pretraining 
 regression, then DTA, then any other task alphabetically). A cell is ``mean(std)`` over the run's
 seeds of the test metric at the best-validation epoch (``epoch="best"``, the paper's protocol) or
 at the last epoch (``epoch="last"``); ROC-AUC is shown x100 with one decimal, error metrics with
-three. ``Avg`` is the mean over the row's tasks when the row covers every column and all columns
+three. A run with a seed whose value is NaN/inf shows ``nan(k/n seeds)``: no seed is ever left
+out of a mean. ``Avg`` is the mean over the row's tasks when the row covers every column and all columns
 share one metric.
 """
 
@@ -38,6 +39,7 @@ class Entry:
     mean: float
     std: float
     seeds: int
+    nonfinite: int = 0  # seeds whose value is NaN/inf (the mean is then NaN, never an average of the rest)
 
 
 def find_runs(paths: Sequence[str]) -> list[Path]:
@@ -65,7 +67,7 @@ def read_entry(run: Path, epoch: str = "best", metric: Optional[str] = None) -> 
         metric = metric or summary["metric"]
         stats = summary["metrics"][metric][EPOCH_KEYS[epoch]]
         return Entry(run, summary["task"], summary["method"], metric, float(stats["mean"]), float(stats["std"]),
-                     len(summary.get("seeds", [])))
+                     len(summary.get("seeds", [])), len(stats.get("nonfinite_seeds", [])))
     except (OSError, json.JSONDecodeError) as e:
         raise FinetuneError(f"{run}/summary.json: unreadable ({e})") from None
     except KeyError as e:
@@ -77,7 +79,9 @@ def _task_order(tasks: set[str]) -> list[str]:
     return known + sorted(tasks - set(known))
 
 
-def _cell(value: float, std: float, metric: str) -> str:
+def _cell(value: float, std: float, metric: str, nonfinite: int = 0, seeds: int = 0) -> str:
+    if nonfinite:
+        return f"nan({nonfinite}/{seeds} seeds)"
     if math.isnan(value):
         return "nan"
     if metric == "roc_auc":
@@ -112,7 +116,7 @@ def format_table(entries: Sequence[Entry], fmt: str = "text", epoch: str = "best
         means = []
         for t in tasks:
             e = cells.get((m, t))
-            row.append(_cell(e.mean, e.std, e.metric) if e else "-")
+            row.append(_cell(e.mean, e.std, e.metric, e.nonfinite, e.seeds) if e else "-")
             if e:
                 means.append(e.mean)
         if single_metric and len(tasks) > 1:

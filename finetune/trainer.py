@@ -85,7 +85,8 @@ SUMMARY_FILE = "summary.json"
 
 
 class NonFiniteLoss(RuntimeError):
-    """Training produced a NaN/inf loss (the message names seed, epoch and step)."""
+    """Training produced a NaN/inf loss, prediction or error metric: the seed failed (the message
+    names seed, epoch and step or split part). The CLI exits 1 with this one line."""
 
 
 @dataclass
@@ -109,14 +110,20 @@ def _better(a: float, b: float, higher: bool) -> bool:
     return a > b if higher else a < b
 
 
-def _stats(values: list[float]) -> dict:
+def _stats(values: list[float], seeds: list[int]) -> dict:
+    """Mean and population std over every seed. A seed whose value is not finite (an undefined
+    metric, e.g. ROC-AUC of a test part without both classes in any task) is never left out: the
+    mean and std are then NaN and ``nonfinite_seeds`` names the seeds."""
     arr = np.array(values, dtype=np.float64)
-    finite = arr[np.isfinite(arr)]
-    return {
-        "mean": float(finite.mean()) if finite.size else float("nan"),
-        "std": float(finite.std(ddof=0)) if finite.size else float("nan"),
+    out = {
+        "mean": float(arr.mean()) if arr.size else float("nan"),
+        "std": float(arr.std(ddof=0)) if arr.size else float("nan"),
         "values": [float(v) for v in arr],
     }
+    bad = [int(s) for s, v in zip(seeds, arr) if not np.isfinite(v)]
+    if bad:
+        out.update(mean=float("nan"), std=float("nan"), nonfinite_seeds=bad)
+    return out
 
 
 def _json_default(o):
@@ -276,15 +283,24 @@ class _SeedRun:
         return loss * (ctx.world_size * valid / count), float(weighted / count)
 
     @torch.no_grad()
-    def evaluate(self, part: str) -> tuple[dict, Optional[list]]:
-        """Metrics of ``part`` (and per-task ROC-AUC for classification)."""
+    def evaluate(self, part: str, epoch: int) -> tuple[dict, Optional[list]]:
+        """Metrics of ``part`` (and per-task ROC-AUC for classification). A NaN/inf prediction,
+        or an error metric that overflows to inf, fails the seed (:class:`NonFiniteLoss`)."""
         self.model.eval()
         idx = self.parts[part]
         pred = self.problem.predict(self.eval_model, idx, max(self.cfg.batch_size, 256), self.cache, part)
         if self.scale is not None:
             pred = pred * self.scale.numpy() + self.shift.numpy()
+        bad = int((~np.isfinite(pred)).sum())
+        if bad:
+            raise NonFiniteLoss(f"seed {self.seed}, epoch {epoch}: {bad} of {pred.size} predictions on the {part} part "
+                                "are NaN/inf (the model diverged); lower --lr or check the labels")
         y = self.problem.labels(idx)
         metrics = compute_metrics(self.ttype.metrics, y, pred)
+        overflow = sorted(k for k, v in metrics.items() if math.isinf(v))
+        if overflow:
+            raise NonFiniteLoss(f"seed {self.seed}, epoch {epoch}: {', '.join(overflow)} on the {part} part is inf "
+                                "(the model diverged); lower --lr or check the labels")
         per_task = None
         if self.ttype.name == "classification":
             auc = multitask_roc_auc(y, pred)
@@ -312,7 +328,7 @@ def _train_seed(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, poolin
         t0 = time.perf_counter()
         per_task_test = None
         for part in eval_parts:
-            metrics, per_task = run.evaluate(part)
+            metrics, per_task = run.evaluate(part, epoch)
             if part == "test":
                 per_task_test = per_task
             for k, v in metrics.items():
@@ -471,6 +487,7 @@ def _finetune(cfg: FinetuneConfig, ctx: DistContext, command: Optional[list[str]
                 _write_metrics(out / "metrics.csv", [r for res in results for r in res.rows])
         threads = torch.get_num_threads()
 
+    seeds = [r.seed for r in results]
     summary = {
         "format": RUN_FORMAT,
         "task": cfg.task_name,
@@ -481,15 +498,15 @@ def _finetune(cfg: FinetuneConfig, ctx: DistContext, command: Optional[list[str]
         "seeds": list(cfg.seeds),
         "epochs": cfg.epochs,
         "result": {
-            "test_at_best_valid": _stats([r.summary["test_at_best_valid"][ttype.metric] for r in results]),
-            "test_at_last_epoch": _stats([r.summary["test_at_last_epoch"][ttype.metric] for r in results]),
-            "valid_at_best": _stats([r.summary["valid_at_best"][ttype.metric] for r in results]),
+            "test_at_best_valid": _stats([r.summary["test_at_best_valid"][ttype.metric] for r in results], seeds),
+            "test_at_last_epoch": _stats([r.summary["test_at_last_epoch"][ttype.metric] for r in results], seeds),
+            "valid_at_best": _stats([r.summary["valid_at_best"][ttype.metric] for r in results], seeds),
         },
         "metrics": {
             m: {
-                "test_at_best_valid": _stats([r.summary["test_at_best_valid"][m] for r in results]),
-                "test_at_last_epoch": _stats([r.summary["test_at_last_epoch"][m] for r in results]),
-                "valid_at_best": _stats([r.summary["valid_at_best"][m] for r in results]),
+                "test_at_best_valid": _stats([r.summary["test_at_best_valid"][m] for r in results], seeds),
+                "test_at_last_epoch": _stats([r.summary["test_at_last_epoch"][m] for r in results], seeds),
+                "valid_at_best": _stats([r.summary["valid_at_best"][m] for r in results], seeds),
             }
             for m in ttype.metrics
         },

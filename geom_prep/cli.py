@@ -35,6 +35,9 @@ def _add_run(sub) -> None:
     p.add_argument("--exclude-ignore-stereo", action="store_true", help="match --exclude molecules without stereo")
     p.add_argument("--hydrogens", choices=HYDROGEN_MODES, default="keep", help="explicit hydrogens as atoms (default keep)")
     p.add_argument("--gen-confs", type=int, default=None, help="conformers generated per SMILES/SDF molecule (default 2 x --n-conf)")
+    p.add_argument("--conf-timeout", type=int, default=120, metavar="SECONDS",
+                   help="time limit per molecule for conformer generation; a slower molecule is skipped as timeout "
+                        "(default 120, 0: none)")
     p.add_argument("--smiles-col", default=None, help="SMILES column of a CSV input (default: found by name)")
     p.add_argument("--geom-subset", default="drugs", help="GEOM summary to read: summary_<subset>.json (default drugs)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
@@ -56,6 +59,9 @@ def _add_motifs(sub) -> None:
     p.add_argument("input", help="a store (writes STORE.motif_vocab.json and motif labels into STORE.labels.h5) "
                                  "or a SMILES CSV/.smi(.gz) (writes ./NAME.motif_vocab.json)")
     p.add_argument("--out", default=None, help="vocabulary JSON to write (default: see INPUT)")
+    p.add_argument("--conf-timeout", type=int, default=120, metavar="SECONDS",
+                   help="time limit per molecule for conformer generation; a slower molecule is skipped as timeout "
+                        "(default 120, 0: none)")
     p.add_argument("--smiles-col", default=None, help="SMILES column of a CSV input (default: found by name)")
     p.add_argument("--n-mol", type=int, default=None, help="SMILES input: only the first N molecules")
     _add_label_options(p)
@@ -220,6 +226,7 @@ def _info(path: str, skipped: bool) -> None:
 
     try:
         store = ConformerStore(path)
+        store.verify()
     except (FileNotFoundError, StoreFormatError, OSError) as e:
         raise PrepError(str(e)) from None
     with store:

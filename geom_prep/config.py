@@ -43,6 +43,7 @@ class PrepConfig:
     exclude_ignore_stereo: bool = False
     hydrogens: str = "keep"
     gen_confs: int | None = None  # conformers generated for SMILES/SDF input; None: 2 x n_conf
+    conf_timeout: int = 120  # seconds per molecule for conformer generation (0: no limit); over it: skipped
     smiles_col: str | None = None
     geom_subset: str = "drugs"
     chunk_size: int | None = None  # None: up to 100, at least 32 chunks for small inputs
@@ -83,6 +84,8 @@ class PrepConfig:
             c.gen_confs = 2 * c.n_conf
         if c.gen_confs < 1:
             raise PrepError(f"--gen-confs must be >= 1, not {c.gen_confs}")
+        if c.conf_timeout < 0:
+            raise PrepError(f"--conf-timeout must be >= 0 seconds (0: no limit), not {c.conf_timeout}")
         if c.n_mol is not None and c.n_mol < 1:
             raise PrepError(f"--n-mol must be >= 1, not {c.n_mol}")
         if (c.chunk_size is not None and c.chunk_size < 1) or c.workers < 1:

@@ -21,6 +21,7 @@ import multiprocessing as mp
 import shutil
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -36,7 +37,7 @@ from geom_prep.exclude import load_excluded
 from geom_prep.reasons import UNEXPECTED_ERROR, Skip, is_conformer_level
 from geom_prep.sources import Candidate, Source, build_source
 from geom_prep.store_writer import concatenate_stores, write_store
-from graphmvp.io import atomic_path, write_text_atomic
+from graphmvp.io import LockedError, atomic_path, write_text_atomic, writer_lock
 
 log = logging.getLogger("geom_prep")
 
@@ -104,6 +105,48 @@ def _process_chunk(task: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 # -- driver side -------------------------------------------------------------------------------
+class bounded_imap:
+    """``pool.imap(fn, tasks)`` in order, but with at most ``window`` tasks handed to the pool at a
+    time: the pool's queues never hold more, so stopping early has only the tasks in flight to
+    wait for (each bounded by the per-molecule time limit) and never kills a worker mid-write."""
+
+    def __init__(self, pool, fn, tasks, window: int):
+        self.pool, self.fn, self.window = pool, fn, max(1, window)
+        self.todo = iter(tasks)
+        self.pending: deque = deque()
+
+    def _fill(self) -> None:
+        while len(self.pending) < self.window:
+            task = next(self.todo, None)
+            if task is None:
+                return
+            self.pending.append(self.pool.apply_async(self.fn, (task,)))
+
+    def __iter__(self):
+        self._fill()
+        while self.pending:
+            result = self.pending.popleft().get()
+            self._fill()
+            yield result
+
+    def drain(self) -> None:
+        """Wait for the tasks in flight (their results are not needed)."""
+        while self.pending:
+            self.pending.popleft().wait()
+
+
+def stop_pool(pool, results: bounded_imap, finished: bool) -> None:
+    """Shut the pool down. After the loop ended normally or stopped early: no new task, the few in
+    flight finish, the workers exit (close + join: no terminate, which was seen to deadlock).
+    After an error or an interrupt: terminate."""
+    if finished:
+        pool.close()
+        results.drain()
+    else:
+        pool.terminate()
+    pool.join()
+
+
 def _setup_logging(log_path: Path) -> logging.Handler:
     handler = logging.FileHandler(log_path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -185,16 +228,24 @@ def prepare(config: PrepConfig, command: Sequence[str] = ()) -> PrepResult:
     t0 = time.perf_counter()
     cfg = config.resolved()
     store = Path(cfg.output)
-    if store.exists() and not cfg.overwrite:
-        raise PrepError(f"{store} exists; pass --overwrite to replace it")
-    if not store.parent.is_dir():
-        raise PrepError(f"output folder {store.parent} does not exist")
-    handler = _setup_logging(side_file(store, ".log"))
     try:
-        return _prepare(cfg, store, list(command), t0)
-    finally:
-        log.removeHandler(handler)
-        handler.close()
+        store.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PrepError(f"cannot create the output folder {store.parent} ({e.strerror})") from None
+    if store.parent.exists() and not store.parent.is_dir():
+        raise PrepError(f"output folder {store.parent} is not a folder")
+    try:
+        with writer_lock(store):
+            if store.exists() and not cfg.overwrite:
+                raise PrepError(f"{store} exists; pass --overwrite to replace it")
+            handler = _setup_logging(side_file(store, ".log"))
+            try:
+                return _prepare(cfg, store, list(command), t0)
+            finally:
+                log.removeHandler(handler)
+                handler.close()
+    except LockedError as e:
+        raise PrepError(str(e)) from None
 
 
 def _prepare(cfg: PrepConfig, store: Path, command: list[str], t0: float) -> PrepResult:
@@ -247,7 +298,8 @@ def _prepare(cfg: PrepConfig, store: Path, command: list[str], t0: float) -> Pre
             else:
                 ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
                 pool = ctx.Pool(cfg.workers, initializer=_init_worker, initargs=(state,))
-                results = pool.imap(_process_chunk, todo)
+                results = bounded_imap(pool, _process_chunk, todo, 2 * cfg.workers)
+            finished = False
             try:
                 for cid, n_cand, n_kept in results:
                     kept[cid] = n_kept
@@ -255,10 +307,10 @@ def _prepare(cfg: PrepConfig, store: Path, command: list[str], t0: float) -> Pre
                     bar.set_postfix(kept=sum(kept.values()), refresh=False)
                     if needed_chunks() is not None:
                         break
+                finished = True
             finally:
                 if pool is not None:
-                    pool.terminate()
-                    pool.join()
+                    stop_pool(pool, results, finished)
     finally:
         bar.close()
 

@@ -17,7 +17,7 @@ import numpy as np
 
 import graphmvp
 from graphmvp.io import atomic_path
-from graphmvp.data.store import FORMAT_VERSION, OFFSET_KEYS, Molecule, SkipRecord
+from graphmvp.data.store import FORMAT_VERSION, OFFSET_KEYS, Molecule, SkipRecord, write_checksums
 from geom_prep.reasons import is_conformer_level
 
 STR = h5py.string_dtype()
@@ -68,6 +68,7 @@ def _root_attrs(f: h5py.File, config: dict, command: Sequence[str], counts: dict
     f.attrs["command"] = json.dumps(list(command))
     f.attrs["counts"] = json.dumps(counts, sort_keys=True)
     f.attrs["hydrogens"] = config.get("hydrogens", "keep")
+    write_checksums(f)  # last: covers every dataset written before
 
 
 def write_store(

@@ -42,3 +42,33 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, fsync: bool = False
 def write_text_atomic(path: str | os.PathLike, text: str, fsync: bool = False) -> None:
     with atomic_path(path, fsync=fsync) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+class LockedError(RuntimeError):
+    """Another process holds the lock (the message names its PID and the lock file)."""
+
+
+@contextmanager
+def writer_lock(target: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``TARGET.lock`` while writing ``target``: a second writer gets :class:`LockedError`
+    naming the first writer's PID. The lock is an ``flock`` on the file, so it is released when
+    its holder exits, even killed; a lock file left behind by a dead writer is simply reused."""
+    import fcntl
+
+    lock = Path(str(target) + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise LockedError(f"{target} is being written by another process (PID {holder}, lock file {lock}); "
+                              "wait for it to finish or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield lock
+        finally:
+            lock.unlink(missing_ok=True)  # still holding the flock: nobody else can be inside
+    finally:
+        os.close(fd)

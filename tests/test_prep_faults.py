@@ -274,5 +274,28 @@ def test_existing_store_needs_overwrite(tmp_path, run_cli):
     p = run_cli(csv, "-o", store, "--n-conf", "1", "--gen-confs", "1", "--overwrite")
     assert p.returncode == 0, p.stderr
     assert [m.smiles for m in ConformerStore(store)] == [canon(GOOD1)]
-    p = run_cli(csv, "-o", tmp_path / "no_such_dir" / "s.h5")
-    assert_one_line_error(p, "no_such_dir", "does not exist")
+    p = run_cli(csv, "-o", tmp_path / "new_dir" / "sub" / "s.h5", "--n-conf", "1", "--gen-confs", "1")
+    assert p.returncode == 0, p.stderr  # missing output folders are created
+    assert [m.smiles for m in ConformerStore(tmp_path / "new_dir" / "sub" / "s.h5")] == [canon(GOOD1)]
+    (tmp_path / "a_file").write_text("")
+    p = run_cli(csv, "-o", tmp_path / "a_file" / "s.h5")
+    assert_one_line_error(p, "a_file")
+
+
+def test_a_second_writer_is_refused_naming_the_first_writers_pid(tmp_path, run_cli):
+    import os
+
+    from graphmvp.io import writer_lock
+
+    csv = write_smiles_csv(tmp_path / "in.csv", [GOOD1])
+    store = tmp_path / "s.h5"
+    with writer_lock(store) as lock:
+        assert lock.read_text().strip() == str(os.getpid())
+        p = run_cli(csv, "-o", store, "--n-conf", "1", "--gen-confs", "1")
+        assert_one_line_error(p, f"PID {os.getpid()}", str(lock))
+        assert not store.exists()
+    assert not lock.exists()
+    lock.write_text("999999\n")  # left behind by a writer that died: no flock on it, reused
+    p = run_cli(csv, "-o", store, "--n-conf", "1", "--gen-confs", "1")
+    assert p.returncode == 0, p.stderr
+    assert not lock.exists() and store.is_file()

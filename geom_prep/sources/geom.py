@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 from pathlib import Path
 
 import numpy as np
 from rdkit import Chem
 
 from graphmvp.data.store import HARTREE_TO_KCAL
+from graphmvp.safe_pickle import GEOM_GLOBALS, UnsafePickle, restricted_load
 from geom_prep import reasons as R
 from geom_prep.config import PrepError
 from geom_prep.molecule import build_molecule, conformer_order, graph_key, graph_signature, matched_positions
@@ -44,7 +44,7 @@ class GeomSource(Source):
     def __init__(self, config, excluded=frozenset()):
         super().__init__(config, excluded)
         self.summary_path = find_summary(Path(config.input), config.geom_subset)
-        self.root = self.summary_path.parent
+        self.root = self.summary_path.parent.resolve()
 
     def input_file(self) -> Path:
         return self.summary_path
@@ -53,13 +53,14 @@ class GeomSource(Source):
         try:
             with open(self.summary_path) as f:
                 summary = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError (binary junk)
             raise PrepError(f"{self.summary_path}: cannot read the GEOM summary ({e})") from None
         if not isinstance(summary, dict):
             raise PrepError(f"{self.summary_path}: expected a JSON object SMILES -> info")
         out = []
         for smiles, info in summary.items():
             pickle_path = info.get("pickle_path", "") if isinstance(info, dict) else ""
+            pickle_path = pickle_path if isinstance(pickle_path, str) else ""
             out.append(Candidate(source_id=pickle_path or f"{self.summary_path.name}[{smiles}]", smiles=smiles, payload=pickle_path))
         return out
 
@@ -71,7 +72,7 @@ class GeomSource(Source):
         if mol is None:
             raise Skip(R.UNPARSABLE_SMILES, candidate.smiles)
         self.check_excluded(mol)
-        confs = self._load_conformers(self.root / candidate.payload)
+        confs = self._load_conformers(self.pickle_file(candidate.payload))
         n = len(confs)
         if n < cfg.min_confs:
             raise Skip(R.TOO_FEW_CONFORMERS, f"{n} conformers < --min-confs {cfg.min_confs}")
@@ -133,13 +134,26 @@ class GeomSource(Source):
         )
         return molecule, drops
 
+    def pickle_file(self, pickle_path: str) -> Path:
+        """``pickle_path`` of the summary as a file inside the GEOM folder; an absolute path or one
+        that resolves (``..``, symlinks) outside the folder is skipped, never opened."""
+        try:
+            path = (self.root / pickle_path).resolve()
+        except (OSError, ValueError) as e:  # a NUL byte, a symlink loop
+            raise Skip(R.UNPARSABLE_RECORD, f"pickle_path {pickle_path!r}: {e}") from None
+        if Path(pickle_path).is_absolute() or not path.is_relative_to(self.root):
+            raise Skip(R.PICKLE_PATH_OUTSIDE, f"pickle_path {pickle_path!r} is not inside {self.root}")
+        return path
+
     @staticmethod
     def _load_conformers(path: Path) -> list:
         if not path.is_file():
             raise Skip(R.MISSING_PICKLE, str(path))
         try:
             with open(path, "rb") as f:
-                data = pickle.load(f)
+                data = restricted_load(f, GEOM_GLOBALS)
+        except UnsafePickle as e:
+            raise Skip(R.UNSAFE_PICKLE, f"{path}: {e}") from None
         except Exception as e:  # truncated or corrupt pickles raise many different errors
             raise Skip(R.UNREADABLE_PICKLE, f"{path}: {type(e).__name__}: {e}") from None
         confs = data.get("conformers") if isinstance(data, dict) else None

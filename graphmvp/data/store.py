@@ -456,6 +456,42 @@ class MoleculeArrays:
         return int(sum(a.nbytes for a in arrays) + sum(t.nbytes for t in self.text.values()))
 
 
+CHECKSUM_ATTR = "checksums"
+_CHECKSUM_BLOCK_BYTES = 64 << 20
+
+
+def dataset_checksums(f: h5py.File) -> dict[str, int]:
+    """CRC-32 of every dataset's content (numeric: the raw bytes; strings: the UTF-8 bytes of the
+    entries, NUL-separated), read in blocks of ~64 MB: ``{"/group/name": crc}``."""
+    import zlib
+
+    out: dict[str, int] = {}
+
+    def visit(name: str, obj) -> None:
+        if not isinstance(obj, h5py.Dataset) or obj.shape is None:
+            return
+        crc = 0
+        n = int(obj.shape[0]) if obj.shape else 1
+        row = max(1, obj.dtype.itemsize * int(np.prod(obj.shape[1:], dtype=np.int64)))
+        step = max(1, _CHECKSUM_BLOCK_BYTES // row)
+        for a in range(0, n, step):
+            block = obj[a:a + step] if obj.shape else obj[()]
+            if h5py.check_string_dtype(obj.dtype) is not None:
+                data = b"\0".join(v if isinstance(v, bytes) else str(v).encode() for v in np.ravel(block)) + b"\0"
+            else:
+                data = np.ascontiguousarray(block).tobytes()
+            crc = zlib.crc32(data, crc)
+        out["/" + name] = crc
+
+    f.visititems(visit)
+    return out
+
+
+def write_checksums(f: h5py.File) -> None:
+    """Record :func:`dataset_checksums` in the file's ``checksums`` attribute (call last)."""
+    f.attrs[CHECKSUM_ATTR] = json.dumps(dataset_checksums(f), sort_keys=True)
+
+
 class ConformerStore:
     """Read-only access to a conformer store, streaming: nothing per molecule is kept in memory.
 
@@ -529,6 +565,29 @@ class ConformerStore:
             if key.startswith("_cached_"):
                 del state[key]
         return state
+
+    def verify(self) -> bool:
+        """Read every dataset and compare it with the checksums recorded when the store was
+        written. True: intact; False: a store written before checksums (nothing to compare).
+        Raises :class:`StoreFormatError` naming the file for a corrupted or truncated store."""
+        try:
+            recorded = self.h5.attrs.get(CHECKSUM_ATTR)
+            if recorded is None:
+                return False
+            expected = json.loads(recorded)
+            actual = dataset_checksums(self.h5)
+        except StoreFormatError:
+            raise
+        except Exception as e:  # noqa: BLE001 - HDF5 reports damage as OSError, KeyError, ValueError, RuntimeError...
+            raise StoreFormatError(f"{self.path}: corrupted store, cannot read it ({type(e).__name__}: "
+                                   f"{str(e).splitlines()[0] if str(e) else ''}); re-create it") from None
+        if not isinstance(expected, dict):
+            raise StoreFormatError(f"{self.path}: corrupted store (its checksums attribute is damaged); re-create it")
+        bad = sorted(set(expected) ^ set(actual) | {k for k in expected if k in actual and expected[k] != actual[k]})
+        if bad:
+            raise StoreFormatError(f"{self.path}: corrupted store ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} "
+                                   "fails its checksum); re-create it")
+        return True
 
     # -- metadata ----------------------------------------------------------------------------
     def __len__(self) -> int:

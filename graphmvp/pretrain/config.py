@@ -490,6 +490,7 @@ def check_inputs(cfg: PretrainConfig) -> None:
 
         try:
             with ConformerStore(path) as store:
+                store.verify()  # a flipped byte must not train on wrong data
                 has_positions = store.has_positions
                 n = len(store)
         except (OSError, ValueError) as e:
