@@ -1,0 +1,384 @@
+"""GraphMVP's Table 1 on the real data of ``../shared/data``, next to what a practitioner would use
+instead, in one resumable command:
+
+    python benchmarks/moleculenet_table.py --work runs/table [--shard 0/2] [--report-only]
+
+Rows: no pretraining (a randomly initialised GIN), each released checkpoint of
+``checkpoints/manifest.json`` except the demo's (or ``--init LABEL=PATH`` for a local pretraining
+run), and the peers of :mod:`finetune.peers` (ECFP4 + random forest, ECFP4 + Tanimoto SVM/SVR,
+chemprop's D-MPNN with its CLI defaults; the optional ``[bench]`` extra).
+
+Columns: ROC-AUC on bbbp, tox21, sider, clintox, bace (and hiv with ``--tasks ... hiv``); RMSE on
+esol, lipophilicity, freesolv; MSE and CI on davis (and kiba). Every row of a column is measured on
+the same split: the GIN rows by ``graphmvp-finetune --protocol paper`` (scaffold 80/10/10 split,
+Hu et al.'s deterministic one; the GraphMVP paper's epochs, batch size, lr and dropout per task
+type, see :data:`finetune.tasks.TASK_TYPES`), the peers through :func:`finetune.peers.peer_data`,
+which reads and splits the data with the trainer's own code. DTA uses DeepDTA's setting-1 folds;
+the peers do not run there (they are molecule-only baselines).
+
+A unit of work is one (task, method, seed). Each finished unit is one small JSON file under
+``--results`` (default ``benchmarks/results/moleculenet_table/``, kept in git so that a table
+survives the machine), written atomically; a rerun skips the units that have one, so a killed run
+loses at most the unit in flight. The run folders of the GIN units (metrics.csv, config.json,
+split.json) go to ``--work``. ``--shard i/N`` takes every N-th unit, so two processes can share
+the work without ever running the same unit. After every unit the report (``--report``, default
+``docs/results.md``) is rewritten from all units found: test at the best-validation epoch and at
+the last epoch, mean (std) over the seeds present (the count is shown where it is below 3), and
+the paper's Table 1 figures beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script from a checkout
+    sys.path.insert(0, str(REPO))
+
+from finetune.table import Entry, format_table  # noqa: E402
+from finetune.tasks import get_task  # noqa: E402
+from graphmvp.io import write_text_atomic  # noqa: E402
+
+log = logging.getLogger("moleculenet_table")
+
+#: task -> file under ../shared/data (the registry reads chemprop's layout and DeepDTA's folders)
+DATA_FILES = {
+    "bbbp": "moleculenet/bbbp.csv.gz",
+    "tox21": "moleculenet/tox21.csv.gz",
+    "sider": "moleculenet/sider.csv.gz",
+    "clintox": "moleculenet/clintox.csv.gz",
+    "bace": "moleculenet/bace.csv.gz",
+    "hiv": "moleculenet/hiv.csv.gz",
+    "esol": "moleculenet/esol.csv.gz",
+    "lipophilicity": "moleculenet/lipo.csv.gz",
+    "freesolv": "moleculenet/freesolv.csv.gz",
+    "davis": "dta/davis",
+    "kiba": "dta/kiba",
+}
+DEFAULT_TASKS = ("freesolv", "esol", "bace", "bbbp", "clintox", "sider", "lipophilicity", "tox21", "davis")
+PEER_METHODS = ("ecfp4_rf", "ecfp4_svm", "chemprop")
+NO_PRETRAINING = "no pretraining"
+DEMO_CHECKPOINTS = ("graphmvp-bench1k",)
+
+#: GraphMVP paper, Table 1 (ROC-AUC x100) and its regression/DTA table (../shared/reference/GRAPHMVP.md)
+PAPER = {
+    "roc_auc": {
+        "no pretraining": {"bbbp": 65.4, "tox21": 74.9, "sider": 58.0, "clintox": 58.8, "hiv": 75.3, "bace": 72.6},
+        "AttrMask": {"bbbp": 70.2, "tox21": 74.2, "sider": 60.4, "clintox": 68.6, "hiv": 74.3, "bace": 77.2},
+        "ContextPred": {"bbbp": 71.2, "tox21": 73.3, "sider": 59.3, "clintox": 73.7, "hiv": 75.8, "bace": 78.6},
+        "GraphMVP": {"bbbp": 68.5, "tox21": 74.5, "sider": 62.3, "clintox": 79.0, "hiv": 74.8, "bace": 76.8},
+        "GraphMVP-G": {"bbbp": 70.8, "tox21": 75.9, "sider": 60.2, "clintox": 79.1, "hiv": 76.0, "bace": 79.3},
+        "GraphMVP-C": {"bbbp": 72.4, "tox21": 74.4, "sider": 63.9, "clintox": 77.5, "hiv": 77.0, "bace": 81.2},
+    },
+    "rmse": {
+        "no pretraining": {"esol": 1.178, "lipophilicity": 0.744},
+        "GraphMVP-C": {"esol": 1.029, "lipophilicity": 0.681},
+    },
+    "mse": {
+        "no pretraining": {"davis": 0.286, "kiba": 0.206},
+        "GraphMVP-C": {"davis": 0.276, "kiba": 0.168},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Method:
+    """A row: ``kind`` "gin" (``init`` None = random initialisation) or "peer"."""
+
+    label: str
+    kind: str
+    init: Optional[str] = None
+
+    @property
+    def slug(self) -> str:
+        return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.label)
+
+
+@dataclass(frozen=True)
+class Unit:
+    task: str
+    method: Method
+    seed: int
+
+    def result_path(self, results: Path) -> Path:
+        return results / self.task / self.method.slug / f"seed{self.seed}.json"
+
+
+# ------------------------------------------------------------------------------------ methods
+
+
+def released_checkpoints(manifest_path: Optional[Path] = None) -> list[Method]:
+    """Every checkpoint of the manifest except the demo's, by name (the fine-tuner resolves it)."""
+    from checkpoints.manifest import MANIFEST_PATH, load_manifest
+
+    manifest = load_manifest(manifest_path or MANIFEST_PATH)
+    return [Method(e.name, "gin", e.name) for e in manifest if e.name not in DEMO_CHECKPOINTS]
+
+
+def parse_init(text: str) -> Method:
+    if "=" not in text:
+        raise SystemExit(f"--init {text!r}: give LABEL=PATH (a pretraining run folder or model_2d.pt)")
+    label, path = text.split("=", 1)
+    if not Path(path).expanduser().exists():
+        raise SystemExit(f"--init {text!r}: {path} does not exist")
+    return Method(label, "gin", str(Path(path).expanduser()))
+
+
+def plan(tasks: list[str], methods: list[Method], seeds: list[int]) -> list[Unit]:
+    """Seeds outermost, so that one complete seed of the table exists before the next starts;
+    within a seed, tasks in the given order (cheap first) and the methods in row order."""
+    return [Unit(t, m, s) for s in seeds for t in tasks for m in methods
+            if not (m.kind == "peer" and get_task(t).task_type == "dta")]
+
+
+# -------------------------------------------------------------------------------- running units
+
+
+def _config(unit: Unit, shared: Path, work: Path, threads: int, overrides: dict):
+    from finetune.config import FinetuneConfig
+
+    return FinetuneConfig(
+        task=unit.task, data_file=str(shared / DATA_FILES[unit.task]), protocol="paper",
+        init=unit.method.init, method=unit.method.label, seeds=(unit.seed,),
+        out=str(work / unit.task / unit.method.slug / f"seed{unit.seed}"), overwrite=True,
+        threads=threads, progress=False, **overrides.get(get_task(unit.task).task_type, {}),
+    )
+
+
+def run_gin(unit: Unit, shared: Path, work: Path, threads: int, overrides: dict) -> dict:
+    from finetune.trainer import finetune
+
+    cfg = _config(unit, shared, work, threads, overrides)
+    summary = finetune(cfg, command=["benchmarks/moleculenet_table.py", unit.task, unit.method.label, str(unit.seed)])
+    per_seed = summary["per_seed"][0]
+    return {
+        "metric": summary["metric"],
+        "test_at_best_valid": {m: v["test_at_best_valid"]["mean"] for m, v in summary["metrics"].items()},
+        "test_at_last_epoch": {m: v["test_at_last_epoch"]["mean"] for m, v in summary["metrics"].items()},
+        "valid_at_best": {m: v["valid_at_best"]["mean"] for m, v in summary["metrics"].items()},
+        "best_epoch": per_seed.get("best_epoch"),
+        "epochs": summary["epochs"],
+        "run": cfg.out,
+        "config": json.loads((Path(cfg.out) / "config.json").read_text())["config"],
+    }
+
+
+def run_peer_unit(unit: Unit, shared: Path, work: Path, threads: int, overrides: dict) -> dict:
+    from finetune.peers import peer_data, run_peer, score_peer
+
+    cfg = _config(unit, shared, work, threads, overrides)
+    data = peer_data(cfg, unit.seed)
+    preds = run_peer(unit.method.label, data, unit.seed)
+    scores = score_peer(data, preds)
+    # a peer has no epochs: its single model (chemprop's own best-validation checkpoint) is
+    # reported in both columns
+    return {
+        "metric": get_task(unit.task).metric,
+        "test_at_best_valid": scores["test"],
+        "test_at_last_epoch": scores["test"],
+        "valid_at_best": scores["valid"],
+        "peer_info": preds.info,
+        "split_sizes": {p: len(s) for p, s in data.smiles.items()},
+    }
+
+
+def run_unit(unit: Unit, args, overrides: dict) -> dict:
+    t0 = time.perf_counter()
+    runner = run_gin if unit.method.kind == "gin" else run_peer_unit
+    out = runner(unit, Path(args.shared), Path(args.work), args.threads, overrides)
+    out.update(task=unit.task, method=unit.method.label, init=unit.method.init, seed=unit.seed,
+               seconds=round(time.perf_counter() - t0, 1), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+    return out
+
+
+# ---------------------------------------------------------------------------------- the report
+
+
+def load_results(results: Path) -> list[dict]:
+    rows = []
+    for path in sorted(results.glob("*/*/seed*.json")):
+        try:
+            rows.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            log.warning("%s: unreadable, ignored (%s)", path, e)
+    return rows
+
+
+def entries(rows: list[dict], epoch_key: str, metric: str, row_order: list[str]) -> list[Entry]:
+    """One :class:`Entry` per (method, task) with ``metric``: mean and population std over the seeds
+    present. A non-finite seed makes the cell NaN (never averaged away)."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        value = r.get(epoch_key, {}).get(metric)
+        if value is None:
+            continue
+        groups.setdefault((r["method"], r["task"]), []).append(float(value))
+    order = {m: i for i, m in enumerate(row_order)}
+    out = []
+    for (method, task), values in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0][1])):
+        n = len(values)
+        bad = sum(not math.isfinite(v) for v in values)
+        mean = sum(values) / n if not bad else float("nan")
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / n) if not bad else float("nan")
+        label = method if n >= 3 else f"{method} [{n} seed{'s' if n > 1 else ''}]"
+        out.append(Entry(Path("."), task, label, metric, mean, std, n, bad))
+    return out
+
+
+def paper_table(metric: str, tasks: list[str]) -> str:
+    figures = PAPER[metric]
+    cols = [t for t in tasks if any(t in row for row in figures.values())]
+    if not cols:
+        return ""
+    lines = ["| paper (GraphMVP, Table 1) | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    for method, row in figures.items():
+        lines.append(f"| {method} | " + " | ".join(f"{row[c]}" if c in row else "-" for c in cols) + " |")
+    return "\n".join(lines)
+
+
+GROUPS = (("classification", "roc_auc", "ROC-AUC (x100, higher is better)"),
+          ("regression", "rmse", "RMSE (lower is better)"),
+          ("dta", "mse", "MSE (lower is better)"),
+          ("dta", "ci", "concordance index (higher is better)"))
+
+
+def render_report(rows: list[dict], row_order: list[str], header: str) -> str:
+    parts = [header]
+    for ttype, metric, title in GROUPS:
+        group_rows = [r for r in rows if get_task(r["task"]).task_type == ttype]
+        if not group_rows:
+            continue
+        tasks = sorted({r["task"] for r in group_rows})
+        parts.append(f"## {title}")
+        for key, what in (("test_at_best_valid", "test at the best-validation epoch"),
+                          ("test_at_last_epoch", "test at the last epoch")):
+            es = entries(group_rows, key, metric, row_order)
+            if es:
+                parts.append(f"### {what}\n\n" + format_table(es, fmt="markdown", epoch="best" if key == "test_at_best_valid" else "last"))
+        if metric in PAPER:
+            paper = paper_table(metric, tasks)
+            if paper:
+                parts.append("### the paper's figures (its own data files and GPU runs)\n\n" + paper)
+    seconds = sum(r.get("seconds", 0.0) for r in rows)
+    parts.append(f"{len(rows)} units measured, {seconds / 3600:.1f} h of compute in total.")
+    return "\n\n".join(parts) + "\n"
+
+
+REPORT_HEADER = """# Fine-tuning results on real data
+
+Generated by `python benchmarks/moleculenet_table.py` from the unit results in
+`benchmarks/results/moleculenet_table/` (one JSON per task, method and seed); rerun it to
+resume or to refresh this page. Do not edit by hand.
+
+Protocol (GIN rows): `graphmvp-finetune --protocol paper`, the GraphMVP paper's: scaffold split
+80/10/10 (Hu et al.'s deterministic order), Adam, batch 256, classification lr 1e-3 / dropout 0.5
+/ 100 epochs, regression lr 1e-3 / dropout 0.2 / 100 epochs (MSE on raw targets), DTA lr 5e-4 /
+dropout 0.2 on DeepDTA's setting-1 folds (validation = a seeded 20% of the training folds); GIN
+5 x 300, mean pooling, linear head; downstream graphs without hydrogens; seeds 0-2. Peer rows
+(ECFP4 + RF, ECFP4 + Tanimoto SVM/SVR, chemprop 2.3.1 D-MPNN with its CLI defaults) are trained
+and scored on the same rows of the same split (`finetune/peers.py`); a peer has one model per
+seed, so its best-validation and last-epoch figures are the same. A method with fewer than 3
+seeds so far is labelled with its seed count. Cells: mean(std) over seeds, population std.
+"""
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def parse_args(argv: Optional[list[str]] = None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", required=True, type=Path, help="folder for the GIN units' run folders")
+    p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results" / "moleculenet_table",
+                   help="one JSON per finished unit (default: in the repository)")
+    p.add_argument("--report", type=Path, default=REPO / "docs" / "results.md")
+    p.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
+    p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help=f"default: {' '.join(DEFAULT_TASKS)}")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--init", action="append", default=[], metavar="LABEL=PATH",
+                   help="a local pretraining run (folder or model_2d.pt) as a row (repeat)")
+    p.add_argument("--no-checkpoints", action="store_true", help="leave out the manifest's released checkpoints")
+    p.add_argument("--peers", nargs="*", default=list(PEER_METHODS), help=f"default: {' '.join(PEER_METHODS)}")
+    p.add_argument("--no-baseline", action="store_true", help="leave out the no-pretraining row")
+    p.add_argument("--dta-epochs", type=int, default=None, help="override the paper's 200 DTA epochs (stated in the report)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per unit (default 1; run shards in parallel)")
+    p.add_argument("--shard", default=None, metavar="i/N", help="run only units k with k %% N == i")
+    p.add_argument("--report-only", action="store_true", help="rewrite the report from the results, run nothing")
+    p.add_argument("--list", action="store_true", help="print the units and whether each is done, run nothing")
+    p.add_argument("--keep-going", action="store_true", help="log a failed unit and go on (default: stop)")
+    return p.parse_args(argv)
+
+
+def methods_of(args) -> list[Method]:
+    methods = [] if args.no_baseline else [Method(NO_PRETRAINING, "gin", None)]
+    if not args.no_checkpoints:
+        methods += released_checkpoints()
+    methods += [parse_init(t) for t in args.init]
+    methods += [Method(p, "peer") for p in args.peers]
+    labels = [m.label for m in methods]
+    if len(set(labels)) != len(labels):
+        raise SystemExit(f"two rows share a label: {labels}")
+    return methods
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for t in args.tasks:
+        if t not in DATA_FILES:
+            raise SystemExit(f"--tasks {t}: not a task of this table ({', '.join(DATA_FILES)})")
+    methods = methods_of(args)
+    overrides = {"dta": {"epochs": args.dta_epochs}} if args.dta_epochs else {}
+    units = plan(args.tasks, methods, args.seeds)
+    if args.shard:
+        i, n = (int(x) for x in args.shard.split("/"))
+        units = units[i::n]
+    header = REPORT_HEADER + (f"\nDTA epochs: {args.dta_epochs} (the paper's 200 do not fit this CPU budget).\n"
+                              if args.dta_epochs else "")
+    row_order = [m.label for m in methods]
+
+    def report() -> None:
+        write_text_atomic(args.report, render_report(load_results(args.results), row_order, header))
+
+    if args.list:
+        for u in units:
+            print(f"{'done' if u.result_path(args.results).is_file() else 'todo'}  {u.task:<14} {u.method.label:<28} seed {u.seed}")
+        return 0
+    if args.report_only:
+        report()
+        return 0
+    todo = [u for u in units if not u.result_path(args.results).is_file()]
+    log.info("%d units, %d done, %d to run", len(units), len(units) - len(todo), len(todo))
+    failed = 0
+    for k, unit in enumerate(todo, 1):
+        log.info("[%d/%d] %s / %s / seed %d", k, len(todo), unit.task, unit.method.label, unit.seed)
+        try:
+            result = run_unit(unit, args, overrides)
+        except Exception as e:  # noqa: BLE001 - one failed unit is logged; --keep-going goes on
+            failed += 1
+            log.error("unit %s / %s / seed %d failed: %s\n%s", unit.task, unit.method.label, unit.seed, e,
+                      traceback.format_exc())
+            if not args.keep_going:
+                return 1
+            continue
+        path = unit.result_path(args.results)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(result, indent=1, sort_keys=True, default=str) + "\n")
+        log.info("  %s: test %s at best valid %.4f, last %.4f (%.0f s)", unit.task, result["metric"],
+                 result["test_at_best_valid"][result["metric"]], result["test_at_last_epoch"][result["metric"]],
+                 result["seconds"])
+        report()
+    report()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
