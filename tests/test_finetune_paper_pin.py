@@ -18,7 +18,7 @@ SMILES = ["CCO", "CC(=O)O", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "CCN(CC)CC", "CC(
           "c1ccc2ccccc2c1", "CN1CCCC1", "OC(=O)CCC(=O)O", "CCS", "FC(F)(F)c1ccccc1"]
 
 #: what selects today's behaviour (empty before protocols existed)
-PAPER: dict = {}
+PAPER: dict = {"protocol": "paper"}
 
 CASES = {
     "regression": dict(label_cols="y", task_type="regression", standardize=True, head="mlp", weight_decay=1e-4,
