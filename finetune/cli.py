@@ -23,13 +23,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import NoReturn, Optional
 
 from finetune.errors import FinetuneError
 from graphmvp.distributed import DEFAULT_TIMEOUT_S, DistributedError, launch_env, record_errors
 
 PROG = "graphmvp-finetune"
-COMMANDS = ("run", "table", "tasks")
+COMMANDS = ("run", "table", "tasks", "predict")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -135,6 +136,26 @@ def build_table_parser() -> argparse.ArgumentParser:
     return p
 
 
+def build_predict_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=f"{PROG} predict", description="Predict new molecules with saved fine-tuned model(s) "
+                "(--save-model); a run folder is an ensemble of its seeds.")
+    p.add_argument("model", help="seed_<s>/best_model.pt, or a run folder (every seed_*/best_model.pt: an ensemble)")
+    p.add_argument("--data-file", required=True, help="CSV or CSV.gz with a SMILES column")
+    p.add_argument("--smiles-col", default="smiles", help="SMILES column (default smiles)")
+    p.add_argument("--out", help="prediction CSV (default: <data file stem>.predictions.csv next to it)")
+    return p
+
+
+def _predict(argv: list[str]) -> int:
+    from finetune.predict import predict_to_csv
+
+    args = build_predict_parser().parse_args(argv)
+    data = Path(args.data_file)
+    out = args.out or str(data.with_name(data.name.removesuffix(".gz").removesuffix(".csv") + ".predictions.csv"))
+    print(f"predictions in {predict_to_csv(args.model, data, args.smiles_col, out)}")
+    return 0
+
+
 def _run(argv: list[str]) -> int:
     from finetune.config import FinetuneConfig
     from finetune.trainer import NonFiniteLoss, finetune
@@ -178,6 +199,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
             print(describe_tasks())
             return 0
+        if command == "predict":
+            return _predict(argv)
         if command == "table":
             from finetune.table import table
 

@@ -374,7 +374,11 @@ def _train_seed(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, poolin
     if cfg.save_model and result.best_state is not None and ctx.is_main:
         payload = {"format": MODEL_FORMAT, "state_dict": result.best_state, "epoch": result.best_epoch,
                    "encoder_config": run.init.config, "task": cfg.task_name, "num_tasks": problem.num_tasks,
-                   "head": cfg.head, "head_hidden": cfg.head_hidden, "pooling": pooling}
+                   "head": cfg.head, "head_hidden": cfg.head_hidden, "pooling": pooling,
+                   "task_type": ttype.name, "hydrogens": cfg.hydrogens,
+                   "label_names": list(getattr(getattr(problem, "dataset", None), "label_names", None) or []),
+                   "target_shift": None if run.shift is None else run.shift.tolist(),
+                   "target_scale": None if run.scale is None else run.scale.tolist()}
         with atomic_path(seed_dir / "best_model.pt") as tmp:
             torch.save(payload, tmp)
     result.summary["model_parameters"] = count_parameters(run.model)
