@@ -23,13 +23,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import NoReturn, Optional
 
 from finetune.errors import FinetuneError
 from graphmvp.distributed import DEFAULT_TIMEOUT_S, DistributedError, launch_env, record_errors
 
 PROG = "graphmvp-finetune"
-COMMANDS = ("run", "table", "tasks")
+COMMANDS = ("run", "table", "tasks", "predict")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,18 +90,27 @@ def build_run_parser() -> argparse.ArgumentParser:
     g.add_argument("--jk", help="jumping knowledge: last, concat, max, sum (default: the checkpoint's, last)")
     g.add_argument("--pooling", help="mean, sum or max (default: the checkpoint's, mean)")
     g.add_argument("--dropout", type=float, help="GIN dropout (default 0.5 classification, 0.2 regression/DTA)")
-    g.add_argument("--head", default="linear", help="linear (default) or mlp")
+    g.add_argument("--head", help="linear or mlp (default: the protocol's; paper linear, default mlp)")
     g.add_argument("--head-hidden", type=int, help="hidden width of the MLP head (default: the GIN width)")
     g.add_argument("--protein-encoder", default="graphdta", help="DTA protein CNN: graphdta (default) or cnn")
 
-    g = p.add_argument_group("optimisation")
+    g = p.add_argument_group("optimisation (unset options come from --protocol, then from the task type)")
+    g.add_argument("--protocol", default="default",
+                   help="default (batch 32, standardised targets, MLP head, noam lr, early stopping) or paper "
+                        "(upstream GraphMVP's settings, for reproduction tables); see finetune/README.md")
     g.add_argument("--epochs", type=int, help="default 100 (DTA 200)")
-    g.add_argument("--batch-size", type=int, help="default 256")
+    g.add_argument("--batch-size", type=int, help="default 32 (paper: 256)")
     g.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3, DTA 5e-4)")
-    g.add_argument("--weight-decay", type=float, default=0.0, help="default 0")
-    g.add_argument("--encoder-lr-scale", type=float, default=1.0, help="encoder lr = lr x this (default 1)")
+    g.add_argument("--weight-decay", type=float, help="Adam weight decay (default 0)")
+    g.add_argument("--encoder-lr-scale", type=float, help="encoder lr = lr x this (default 1)")
+    g.add_argument("--lr-schedule", help="constant, noam or cosine (default noam; paper constant)")
+    g.add_argument("--warmup-epochs", type=float, help="linear lr warm-up from lr/10 (default 2; paper 0)")
+    g.add_argument("--patience", type=int, help="stop after this many epochs without a better validation value; "
+                   "0 = never (default 30; paper 0)")
+    g.add_argument("--grad-clip", type=float, help="clip the gradient norm to this; 0 = off (default 0)")
     g.add_argument("--freeze-encoder", action="store_true", help="linear probe: train only the head")
-    g.add_argument("--standardize", action="store_true", help="regression: standardise targets with the training mean/std")
+    g.add_argument("--standardize", action=bool_flag, help="regression: train on targets standardised with the "
+                   "training mean/std (default on; paper off)")
 
     g = p.add_argument_group("run")
     g.add_argument("--seeds", type=int, nargs="+", default=[0], help="run seeds (default 0); e.g. --seeds 0 1 2")
@@ -124,6 +134,26 @@ def build_table_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", help="another reported metric (e.g. mae, ci, pearson) instead of each task's primary one")
     p.add_argument("--format", choices=("text", "markdown", "csv"), default="text")
     return p
+
+
+def build_predict_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=f"{PROG} predict", description="Predict new molecules with saved fine-tuned model(s) "
+                "(--save-model); a run folder is an ensemble of its seeds.")
+    p.add_argument("model", help="seed_<s>/best_model.pt, or a run folder (every seed_*/best_model.pt: an ensemble)")
+    p.add_argument("--data-file", required=True, help="CSV or CSV.gz with a SMILES column")
+    p.add_argument("--smiles-col", default="smiles", help="SMILES column (default smiles)")
+    p.add_argument("--out", help="prediction CSV (default: <data file stem>.predictions.csv next to it)")
+    return p
+
+
+def _predict(argv: list[str]) -> int:
+    from finetune.predict import predict_to_csv
+
+    args = build_predict_parser().parse_args(argv)
+    data = Path(args.data_file)
+    out = args.out or str(data.with_name(data.name.removesuffix(".gz").removesuffix(".csv") + ".predictions.csv"))
+    print(f"predictions in {predict_to_csv(args.model, data, args.smiles_col, out)}")
+    return 0
 
 
 def _run(argv: list[str]) -> int:
@@ -169,6 +199,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
             print(describe_tasks())
             return 0
+        if command == "predict":
+            return _predict(argv)
         if command == "table":
             from finetune.table import table
 

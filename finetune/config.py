@@ -56,7 +56,13 @@ class FinetuneConfig:
     Optimisation: ``epochs``, ``batch_size``, ``lr``, ``weight_decay`` (Adam), ``encoder_lr_scale``
     (encoder lr = lr x this), ``freeze_encoder`` (linear probe: encoder frozen and in eval mode),
     ``standardize`` (regression: train on targets standardised with the training split's mean
-    and std; metrics in original units).
+    and std; metrics in original units), ``lr_schedule`` (:data:`finetune.protocols.SCHEDULES`),
+    ``warmup_epochs``, ``patience`` (stop after this many epochs without a better validation
+    value; 0 = never), ``grad_clip`` (max gradient norm; 0 = none).
+
+    ``protocol`` (:data:`finetune.protocols.PROTOCOLS`: ``default`` or ``paper``) fills every
+    option above (and ``head``) left ``None``; the task type then fills dropout, epochs, lr and
+    batch size.
 
     Run: ``seeds``, ``out``, ``overwrite``, ``threads``, ``eval_train`` (also evaluate the
     training split every epoch), ``save_model`` (write the best-validation model per seed),
@@ -90,17 +96,22 @@ class FinetuneConfig:
     jk: Optional[str] = None
     pooling: Optional[str] = None
     dropout: Optional[float] = None
-    head: str = "linear"
+    head: Optional[str] = None
     head_hidden: Optional[int] = None
     protein_encoder: str = "graphdta"
     protein_length: int = 1000
     epochs: Optional[int] = None
     batch_size: Optional[int] = None
     lr: Optional[float] = None
-    weight_decay: float = 0.0
-    encoder_lr_scale: float = 1.0
+    weight_decay: Optional[float] = None
+    encoder_lr_scale: Optional[float] = None
     freeze_encoder: bool = False
-    standardize: bool = False
+    standardize: Optional[bool] = None
+    lr_schedule: Optional[str] = None
+    warmup_epochs: Optional[float] = None
+    patience: Optional[int] = None
+    grad_clip: Optional[float] = None
+    protocol: str = "default"
     seeds: tuple[int, ...] = (0,)
     out: Optional[str] = None
     overwrite: bool = False
@@ -216,7 +227,17 @@ class FinetuneConfig:
             if len(fr) != 3 or any(not isinstance(x, (int, float)) or not 0 <= x <= 1 for x in fr) or abs(sum(fr) - 1) > 1e-6:
                 raise FinetuneError(f"--split-fractions {list(fr)}: three numbers in [0, 1] summing to 1")
 
-        # protocol defaults
+        # protocol defaults: the protocol's values, then the task type's, for every option left unset
+        from finetune.protocols import PROTOCOLS, SCHEDULES
+
+        if c.protocol not in PROTOCOLS:
+            raise FinetuneError(f"--protocol {c.protocol!r}: allowed: {', '.join(PROTOCOLS.names())}")
+        protocol_values = PROTOCOLS.get(c.protocol).defaults(c.task_type)
+        if c.task_type == "classification":
+            protocol_values["standardize"] = False
+        for name, value in protocol_values.items():
+            if getattr(c, name) is None:
+                setattr(c, name, value)
         c.dropout = ttype.dropout if c.dropout is None else c.dropout
         c.epochs = ttype.epochs if c.epochs is None else c.epochs
         c.lr = ttype.lr if c.lr is None else c.lr
@@ -226,6 +247,11 @@ class FinetuneConfig:
         _float(c, "lr", positive=True)
         _float(c, "weight_decay")
         _float(c, "encoder_lr_scale")
+        _float(c, "warmup_epochs")
+        _float(c, "grad_clip")
+        _int(c, "patience", 0)
+        if c.lr_schedule not in SCHEDULES:
+            raise FinetuneError(f"--lr-schedule {c.lr_schedule!r}: allowed: {', '.join(SCHEDULES.names())}")
         if not 0 <= float(c.dropout) < 1:
             raise FinetuneError(f"--dropout={c.dropout!r}: must be in [0, 1)")
         if c.encoder is not None:

@@ -63,6 +63,7 @@ from finetune.losses import LOSSES
 from finetune.metrics import compute_metrics, multitask_roc_auc
 from finetune.model import EncoderInit, build_encoder, count_parameters
 from finetune.problems import batch_slices, build_problem
+from finetune.protocols import make_scheduler
 from finetune.tasks import TASK_TYPES, TaskType
 from graphmvp.distributed import (
     DEFAULT_TIMEOUT_S,
@@ -95,6 +96,7 @@ class SeedResult:
     rows: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     best_state: Optional[dict] = None
+    stopped_early: Optional[int] = None  # the epoch after which patience ran out
     summary: dict = field(default_factory=dict)
 
 
@@ -232,6 +234,9 @@ class _SeedRun:
         else:
             groups.insert(0, {"name": "encoder", "params": enc_params, "lr": cfg.lr * cfg.encoder_lr_scale})
         self.optimizer = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps = len(global_slices(self.parts["train"].shape[0], cfg.batch_size, ctx.world_size))
+        self.scheduler = make_scheduler(cfg.lr_schedule, self.optimizer, steps, cfg.epochs, cfg.warmup_epochs)
+        self.clipped = [p for g in groups for p in g["params"]] if cfg.grad_clip else None
         self.generator = torch.Generator().manual_seed(seed)
         self.train_module = ctx.wrap(self.model)  # DDP under torchrun, the model itself otherwise
         self.eval_model = self.model if ctx.device.type == "cpu" else _OnDevice(self.model, ctx.device)
@@ -264,7 +269,11 @@ class _SeedRun:
                                     "lower --lr or check the labels")
             self.optimizer.zero_grad(set_to_none=True)
             share.backward()
+            if self.clipped is not None:
+                torch.nn.utils.clip_grad_norm_(self.clipped, self.cfg.grad_clip)
             self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
             n = int(s.stop - s.start)
             total += value * n
             seen += n
@@ -344,9 +353,12 @@ def _train_seed(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, poolin
             log.info("seed %d epoch %d/%d  loss %.4f  valid %s %.4f  test %s %.4f  (%.1f s, %.0f mol/s)", seed, epoch,
                      cfg.epochs, loss, ttype.metric, value, ttype.metric, row[f"test_{ttype.metric}"], seconds,
                      row["train_molecules_per_s"])
+        if cfg.patience and epoch - result.best_epoch >= cfg.patience:
+            result.stopped_early = epoch
+            break
     warnings = list(run.init.warnings)
     if all(math.isnan(r[f"valid_{ttype.metric}"]) for r in result.rows):
-        result.best_epoch = cfg.epochs
+        result.best_epoch = len(result.rows)
         best_per_task = per_task_test
         if cfg.save_model:
             result.best_state = {k: v.detach().to("cpu").clone() for k, v in run.model.state_dict().items()}
@@ -362,6 +374,8 @@ def _train_seed(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, poolin
         "test_at_best_valid": pick(best_row, "test"),
         "valid_at_last": pick(last_row, "valid"),
         "test_at_last_epoch": pick(last_row, "test"),
+        "epochs_trained": len(result.rows),
+        "stopped_early": result.stopped_early,
         "train_seconds": round(seconds_total, 3),
         "train_molecules_per_s": round(molecules_total / seconds_total, 2) if seconds_total > 0 else None,
         "warnings": warnings,
@@ -376,7 +390,11 @@ def _train_seed(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, poolin
     if cfg.save_model and result.best_state is not None and ctx.is_main:
         payload = {"format": MODEL_FORMAT, "state_dict": result.best_state, "epoch": result.best_epoch,
                    "encoder_config": run.init.config, "task": cfg.task_name, "num_tasks": problem.num_tasks,
-                   "head": cfg.head, "head_hidden": cfg.head_hidden, "pooling": pooling}
+                   "head": cfg.head, "head_hidden": cfg.head_hidden, "pooling": pooling,
+                   "task_type": ttype.name, "hydrogens": cfg.hydrogens,
+                   "label_names": list(getattr(getattr(problem, "dataset", None), "label_names", None) or []),
+                   "target_shift": None if run.shift is None else run.shift.tolist(),
+                   "target_scale": None if run.scale is None else run.scale.tolist()}
         with atomic_path(seed_dir / "best_model.pt") as tmp:
             torch.save(payload, tmp)
     result.summary["model_parameters"] = count_parameters(run.model)
@@ -516,8 +534,9 @@ def _finetune(cfg: FinetuneConfig, ctx: DistContext, command: Optional[list[str]
         "split": cfg.split,
         "init": init.to_dict(),
         "pooling": pooling,
-        "protocol": {k: getattr(cfg, k) for k in ("split_fractions", "dropout", "head", "epochs", "batch_size", "lr",
-                                                 "weight_decay", "encoder_lr_scale", "freeze_encoder", "standardize")},
+        "protocol": {"name": cfg.protocol, **{k: getattr(cfg, k) for k in (
+            "split_fractions", "dropout", "head", "epochs", "batch_size", "lr", "weight_decay", "encoder_lr_scale",
+            "freeze_encoder", "standardize", "lr_schedule", "warmup_epochs", "patience", "grad_clip")}},
         "timing": {"seconds": round(time.time() - started, 2), "threads": threads, "device": str(ctx.device),
                    "world_size": ctx.world_size},
         "versions": _versions(),

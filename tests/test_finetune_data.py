@@ -176,7 +176,7 @@ def test_config_errors_before_any_work():
 
 
 def test_protocol_defaults_per_task_type():
-    cls = FinetuneConfig(task="tox21").resolved()
+    cls = FinetuneConfig(task="tox21", protocol="paper").resolved()
     reg = FinetuneConfig(task="esol").resolved()
     dta = FinetuneConfig(task="davis").resolved()
     assert (cls.dropout, cls.epochs, cls.lr, cls.batch_size, cls.split) == (0.5, 100, 1e-3, 256, "scaffold")

@@ -102,7 +102,7 @@ def test_finetune_from_a_pretraining_run_writes_everything(freesolv, pretrain_ru
 def test_frozen_encoder_keeps_the_pretrained_weights(freesolv, pretrain_run, tmp_path, capsys):
     out = tmp_path / "probe"
     rc, _, stderr = run_cli(capsys, "--task", "freesolv", "--data-file", freesolv, "--init", pretrain_run,
-                            "--freeze-encoder", "--save-model", "--epochs", 2, "--batch-size", 128, "--out", out,
+                            "--freeze-encoder", "--head", "linear", "--save-model", "--epochs", 2, "--batch-size", 128, "--out", out,
                             "--threads", 1, "--no-progress")
     assert rc == 0, stderr
     model, payload = load_finetuned(out / "seed_0" / "best_model.pt")

@@ -1,0 +1,266 @@
+"""Our GIN next to the baselines a practitioner would use, on identical splits (issue 14).
+
+Methods (``--methods``, default all that can run):
+
+* ``gin-paper-scratch`` / ``gin-default-scratch``: ``graphmvp-finetune`` with ``--protocol paper``
+  (upstream's settings) or the default protocol, no pretraining;
+* ``gin-paper-pretrained`` / ``gin-default-pretrained``: the same from ``--init`` (default the
+  shipped ``graphmvp-bench1k`` checkpoint);
+* ``ecfp4_rf``, ``ecfp4_svm``, ``chemprop``: :mod:`finetune.peers` (the ``[bench]`` extra).
+
+Data sets (``--datasets``): ``freesolv``, ``esol``, ``lipo`` (scaffold split 80/10/10, RMSE),
+``bbbp``, ``bace`` (scaffold split, ROC-AUC) from ``../shared/data/moleculenet`` (chemprop's CSV
+layout), and ``ace:CHEMBL...`` for the MoleculeACE sets: the ``MoleculeACE`` PyPI package ships
+30 ChEMBL sets (``MoleculeACE/Data/benchmark_data/*.csv``: ``smiles``, ``y``, ``split`` =
+train/test); validation is a seeded (``ACE_VALID_SEED``) 10% of their training part. Give the
+folder with ``--moleculeace-data`` or install the package (``pip install --no-deps MoleculeACE``).
+
+Every (data set, method, seed) is one line of ``WORK/results.jsonl`` (valid and test metrics,
+seconds); a rerun skips the lines already there, so the script resumes where it stopped. After
+every result ``WORK/RESULTS.md`` is rewritten: test metric of the primary metric at the
+best-validation epoch (peers: their own selection), mean (std, ddof=0) over seeds, and seconds
+per model. Runs one model at a time on ``--threads`` threads (default 1) under whatever ``nice``
+it is started with::
+
+    nice -n 15 python benchmarks/finetune_vs_peers.py --work runs/vs_peers --datasets freesolv esol
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import importlib.util
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from finetune.config import FinetuneConfig  # noqa: E402
+from finetune.errors import FinetuneError  # noqa: E402
+from graphmvp.io import write_text_atomic  # noqa: E402
+from graphmvp.registry import Registry  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data" / "moleculenet"
+ACE_VALID_SEED = 0
+ACE_VALID_FRACTION = 0.1
+DEFAULT_INIT = "graphmvp-bench1k"
+
+
+@dataclass(frozen=True)
+class BenchSet:
+    """A data set of the benchmark: a CSV with a SMILES and a label column, how it is split."""
+
+    name: str
+    path: Path
+    label: str
+    task_type: str
+    split: str = "scaffold"
+    split_col: Optional[str] = None
+
+    def config(self, **kw) -> FinetuneConfig:
+        return FinetuneConfig(data_file=str(self.path), smiles_col="smiles", label_cols=self.label,
+                              task_type=self.task_type, split=self.split, split_col=self.split_col, **kw)
+
+
+MOLECULENET = {  # name: (file, label column, task type) in ../shared/data/moleculenet
+    "freesolv": ("freesolv.csv.gz", "freesolv", "regression"),
+    "esol": ("esol.csv.gz", "logSolubility", "regression"),
+    "lipo": ("lipo.csv.gz", "lipo", "regression"),
+    "bbbp": ("bbbp.csv.gz", "p_np", "classification"),
+    "bace": ("bace.csv.gz", "Class", "classification"),
+}
+
+
+def moleculeace_folder(given: Optional[str]) -> Path:
+    if given:
+        return Path(given)
+    spec = importlib.util.find_spec("MoleculeACE")
+    if spec is None or not spec.submodule_search_locations:
+        raise FinetuneError("MoleculeACE data: give --moleculeace-data DIR (the package's Data/benchmark_data) or "
+                            "`pip install --no-deps MoleculeACE`")
+    return Path(list(spec.submodule_search_locations)[0]) / "Data" / "benchmark_data"
+
+
+def moleculeace_set(name: str, folder: Path, work: Path) -> BenchSet:
+    """MoleculeACE's file with a split column train/valid/test (validation: a seeded 10% of train),
+    written once into ``work/data``."""
+    src = folder / f"{name}.csv"
+    if not src.is_file():
+        raise FinetuneError(f"MoleculeACE set {name}: {src} is absent (sets are named like CHEMBL2047_EC50)")
+    out = work / "data" / f"ace_{name}.csv"
+    if not out.is_file():
+        with open(src, newline="") as f:
+            rows = list(csv.DictReader(f))
+        train = [i for i, r in enumerate(rows) if r["split"] == "train"]
+        rng = np.random.default_rng(ACE_VALID_SEED)
+        valid = set(rng.choice(train, size=max(1, int(round(ACE_VALID_FRACTION * len(train)))), replace=False).tolist())
+        lines = ["smiles,y,part"] + [f"{r['smiles']},{r['y']},{'valid' if i in valid else r['split']}"
+                                     for i, r in enumerate(rows)]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out, "\n".join(lines) + "\n")
+    return BenchSet(f"ace:{name}", out, "y", "regression", split="column", split_col="part")
+
+
+def bench_set(name: str, args, work: Path) -> BenchSet:
+    if name.startswith("ace:"):
+        return moleculeace_set(name[4:], moleculeace_folder(args.moleculeace_data), work)
+    if name not in MOLECULENET:
+        raise FinetuneError(f"unknown data set {name!r}; known: {', '.join(MOLECULENET)}, ace:CHEMBL..._Ki")
+    file, label, ttype = MOLECULENET[name]
+    path = Path(args.data_dir) / file
+    if not path.is_file():
+        raise FinetuneError(f"{path} is absent (--data-dir)")
+    return BenchSet(name, path, label, ttype)
+
+
+# ----------------------------------------------------------------------------------- methods
+
+#: method name -> f(bench set, seed, args, work) -> {"valid": {...}, "test": {...}, "seconds": s, ...}
+METHODS: Registry = Registry("benchmark method")
+
+
+def _gin(protocol: str, pretrained: bool) -> Callable:
+    def run(ds: BenchSet, seed: int, args, work: Path) -> dict:
+        from finetune.trainer import finetune
+
+        out = work / "runs" / ds.name.replace(":", "_") / f"gin-{protocol}-{'pre' if pretrained else 'scratch'}-s{seed}"
+        cfg = ds.config(protocol=protocol, init=args.init if pretrained else None, seeds=(seed,), out=str(out),
+                        overwrite=True, threads=args.threads, progress=False)
+        t0 = time.perf_counter()
+        s = finetune(cfg)
+        seconds = time.perf_counter() - t0
+        per = s["per_seed"][0]
+        return {"valid": per["valid_at_best"], "test": per["test_at_best_valid"], "test_last": per["test_at_last_epoch"],
+                "best_epoch": per["best_epoch"], "seconds": seconds, "run": str(out)}
+
+    return run
+
+
+for _protocol in ("paper", "default"):
+    for _pre in (False, True):
+        METHODS.register(f"gin-{_protocol}-{'pretrained' if _pre else 'scratch'}")(_gin(_protocol, _pre))
+
+
+def _peer(name: str) -> Callable:
+    def run(ds: BenchSet, seed: int, args, work: Path) -> dict:
+        from finetune.peers import peer_data, run_peer, score_peer
+
+        data = peer_data(ds.config(seeds=(seed,), progress=False), seed)
+        options = {"work_dir": str(work / "chemprop" / ds.name.replace(":", "_") / f"s{seed}"),
+                   "threads": args.threads} if name == "chemprop" else {}
+        preds = run_peer(name, data, seed, **options)
+        scores = score_peer(data, preds)
+        return {**scores, "seconds": preds.seconds}
+
+    return run
+
+
+for _name in ("ecfp4_rf", "ecfp4_svm", "chemprop"):
+    METHODS.register(_name)(_peer(_name))
+
+COLUMNS = ["ecfp4_rf", "ecfp4_svm", "chemprop", "gin-paper-scratch", "gin-default-scratch", "gin-paper-pretrained",
+           "gin-default-pretrained"]
+
+
+# ----------------------------------------------------------------------------------- results
+
+
+def read_results(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            print(f"{path}:{i}: not JSON (an interrupted write?), ignored; the run is redone", file=sys.stderr)
+    return out
+
+
+def append_result(path: Path, record: dict) -> None:
+    with open(path, "a") as f:  # one line per result: a kill can at worst leave a partial last line
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
+def markdown(results: list[dict]) -> str:
+    metric_of = {r["dataset"]: r["metric"] for r in results}
+    methods = [m for m in COLUMNS if any(r["method"] == m for r in results)]
+    lines = ["| data (metric) | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    for ds in sorted(metric_of, key=lambda d: list(metric_of).index(d)):
+        cells = []
+        for m in methods:
+            rs = [r for r in results if r["dataset"] == ds and r["method"] == m]
+            if not rs:
+                cells.append("")
+                continue
+            v = np.array([r["test"][r["metric"]] for r in rs])
+            sec = np.mean([r["seconds"] for r in rs])
+            cells.append(f"{v.mean():.3f} ({v.std():.3f}) n={len(rs)}, {sec:.0f} s")
+        lines.append(f"| {ds} ({metric_of[ds]}) | " + " | ".join(cells) + " |")
+    return ("Test metric at the best-validation epoch (peers: their own selection), mean (population std) "
+            "over seeds; n = seeds done; seconds per model (1 thread, shared machine).\n\n" + "\n".join(lines) + "\n")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", required=True, help="work folder: results.jsonl, RESULTS.md, runs/, chemprop/")
+    p.add_argument("--datasets", nargs="+", default=["freesolv", "esol", "lipo"])
+    p.add_argument("--methods", nargs="+", default=COLUMNS, help=f"default: {' '.join(COLUMNS)}")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--init", default=DEFAULT_INIT, help=f"pretrained checkpoint of gin-*-pretrained (default {DEFAULT_INIT})")
+    p.add_argument("--data-dir", default=str(SHARED), help="chemprop-layout MoleculeNet CSVs (default ../shared/data/moleculenet)")
+    p.add_argument("--moleculeace-data", help="MoleculeACE's Data/benchmark_data folder (default: the installed package's)")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    results_path = work / "results.jsonl"
+    try:
+        for m in args.methods:
+            METHODS.get(m)
+        sets = [bench_set(d, args, work) for d in args.datasets]
+    except (FinetuneError, KeyError) as e:
+        print(f"finetune_vs_peers: error: {e}", file=sys.stderr)
+        return 2
+    from finetune.tasks import TASK_TYPES
+
+    for ds in sets:
+        for method in args.methods:
+            for seed in args.seeds:
+                done = {(r["dataset"], r["method"], r["seed"]) for r in read_results(results_path)}
+                if (ds.name, method, seed) in done:
+                    continue
+                print(f"{ds.name} / {method} / seed {seed} ...", flush=True)
+                try:
+                    rec = METHODS.get(method)(ds, seed, args, work)
+                except FinetuneError as e:
+                    print(f"  skipped: {e}", file=sys.stderr)
+                    break
+                rec = {"dataset": ds.name, "method": method, "seed": seed,
+                       "metric": TASK_TYPES.get(ds.task_type).metric, **rec}
+                append_result(results_path, rec)
+                print(f"  test {rec['metric']} {rec['test'][rec['metric']]:.4f}  ({rec['seconds']:.0f} s)", flush=True)
+                write_text_atomic(work / "RESULTS.md", markdown(read_results(results_path)))
+    write_text_atomic(work / "RESULTS.md", markdown(read_results(results_path)))
+    print((work / "RESULTS.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Predictions of saved fine-tuned models on new molecules: ``graphmvp-finetune predict``.
+
+``MODEL`` is a model file (``seed_<s>/best_model.pt``, written with ``--save-model``) or a run
+folder: then every ``seed_*/best_model.pt`` in it is a member of an ensemble. Each molecule of
+the data file (``--smiles-col``, CSV or CSV.gz) gets, per task, the members' mean and - for an
+ensemble - their population std (``<task>_std``) and each member's prediction
+(``<task>_<member>``). Regression outputs are in the units of the training labels (a model trained
+on standardised targets carries their mean and std); classification outputs are probabilities.
+Rows RDKit cannot read, or that the features cannot express, get empty cells and their reason in
+the ``skipped`` column. The CSV is written under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from finetune.data import RawTable, featurise_table
+from finetune.errors import FinetuneError
+from finetune.problems import batch_slices
+from graphmvp.data.collate import batch_mol_graphs
+from graphmvp.data.masking import MolGraph
+from graphmvp.io import write_bytes_atomic
+
+
+def model_files(path: str | Path) -> list[Path]:
+    """The model file itself, or the ``seed_*/best_model.pt`` files of a run folder."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        files = sorted(p.glob("seed_*/best_model.pt"), key=lambda f: int(f.parent.name.split("_")[1]))
+        if files:
+            return files
+        raise FinetuneError(f"{p}: no seed_*/best_model.pt in this run folder (train with --save-model)")
+    raise FinetuneError(f"{p}: no such model file or run folder")
+
+
+def _read_smiles(data_file: str | Path, smiles_col: str) -> list[str]:
+    path = Path(data_file)
+    if not path.is_file():
+        raise FinetuneError(f"--data-file {path}: no such file")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as e:  # noqa: BLE001 - pandas raises many types; name the file
+        raise FinetuneError(f"{path}: cannot read as CSV ({e})") from None
+    if smiles_col not in frame.columns:
+        raise FinetuneError(f"{path}: no column {smiles_col!r} (columns: {', '.join(map(str, frame.columns[:12]))}); "
+                            "give --smiles-col")
+    return [s.strip() for s in frame[smiles_col].tolist()]
+
+
+def predict_molecules(models: Sequence[Path], smiles: list[str], batch_size: int = 256) -> tuple[np.ndarray, list[str], dict]:
+    """Predictions [M, n, T] of each model for ``smiles`` (NaN rows for skipped molecules), the
+    task names, and ``{row: reason}`` of the skipped rows."""
+    from finetune.trainer import load_finetuned
+
+    loaded = [load_finetuned(m) for m in models]
+    hydrogens = {p.get("hydrogens", "drop") for _, p in loaded}
+    tasks = {tuple(p.get("label_names") or [f"task_{t}" for t in range(p["num_tasks"])]) for _, p in loaded}
+    if len(tasks) != 1 or len(hydrogens) != 1:
+        raise FinetuneError(f"the models {[str(m) for m in models]} were trained on different tasks or graphs")
+    names = list(next(iter(tasks)))
+    kept, skipped = featurise_table(RawTable(smiles, np.zeros((len(smiles), 0), np.float32), [], None, "input"),
+                                    hydrogens.pop())
+    rows = np.array([m.candidate_index for m in kept], dtype=np.int64)
+    out = np.full((len(loaded), len(smiles), len(names)), np.nan)
+    graphs = [MolGraph.from_molecule(m) for m in kept]
+    for k, (model, payload) in enumerate(loaded):
+        with torch.no_grad():
+            parts = [model(batch_mol_graphs(graphs[s])) for s in batch_slices(len(graphs), batch_size)]
+        pred = torch.cat(parts).double().numpy() if parts else np.zeros((0, len(names)))
+        if payload.get("target_scale") is not None:
+            pred = pred * np.asarray(payload["target_scale"]) + np.asarray(payload["target_shift"])
+        if payload.get("task_type") == "classification":
+            pred = 1.0 / (1.0 + np.exp(-pred))
+        out[k, rows] = pred
+    return out, names, {r.candidate_index: r.detail or r.reason for r in skipped}
+
+
+def predict_to_csv(model: str | Path, data_file: str | Path, smiles_col: str, out: str | Path,
+                   batch_size: int = 256) -> Path:
+    """Write the prediction CSV (module docstring); returns its path."""
+    files = model_files(model)
+    smiles = _read_smiles(data_file, smiles_col)
+    preds, names, skipped = predict_molecules(files, smiles, batch_size)
+    members = [f.parent.name if f.parent.name.startswith("seed_") else f.stem for f in files]
+    header = ["row", "smiles", *names]
+    if len(files) > 1:
+        header += [f"{t}_std" for t in names] + [f"{t}_{m}" for m in members for t in names]
+    header.append("skipped")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    fmt = lambda v: "" if np.isnan(v) else f"{v:.6g}"  # noqa: E731
+    for i, smi in enumerate(smiles):
+        cells = [i, smi, *(fmt(v) for v in preds[:, i].mean(0))] if i not in skipped else [i, smi, *[""] * len(names)]
+        if len(files) > 1:
+            cells += [fmt(v) for v in preds[:, i].std(0)] if i not in skipped else [""] * len(names)
+            cells += [fmt(preds[k, i, t]) for k in range(len(files)) for t in range(len(names))]
+        cells.append(skipped.get(i, ""))
+        w.writerow(cells)
+    target = Path(out)
+    write_bytes_atomic(target, buf.getvalue().encode())
+    return target
+
+
+__all__ = ["model_files", "predict_molecules", "predict_to_csv"]

@@ -1,0 +1,109 @@
+"""Fine-tuning protocols (named sets of defaults) and learning-rate schedules.
+
+A protocol fills every option the user left unset (``None`` in
+:class:`~finetune.config.FinetuneConfig`); options given explicitly always win. The resolved values
+are what ``config.json`` records.
+
+``paper``
+    Upstream GraphMVP / Hu et al. fine-tuning, bit for bit what this package did before protocols
+    existed (pinned by ``tests/test_finetune_paper_pin.py``): the task type's dropout, epochs, lr
+    and batch size (:data:`finetune.tasks.TASK_TYPES`), raw regression targets, a linear head,
+    a constant lr, no weight decay, no clipping, no early stopping. Use it to reproduce tables.
+``default``
+    For users (measurements in ``docs/benchmarks.md``, "Fine-tuning protocol"): batch 32 (enough
+    steps per epoch on small sets: FreeSolv has 16 instead of 2), standardised regression
+    targets, an MLP head, lr 1e-3 with a 2-epoch linear warm-up from lr/10 then exponential
+    decay to lr/10 at the last epoch (chemprop's "noam"), at most 100 epochs with early stopping
+    after 30 epochs without a better validation value (reported numbers are those of the best
+    epoch, whose weights ``--save-model`` keeps). DTA tasks keep the paper protocol.
+
+Schedules (:data:`SCHEDULES`): ``constant`` (no scheduler at all), ``noam`` (linear warm-up from
+``lr/10`` to ``lr`` over ``warmup_epochs``, then exponential decay to ``lr/10`` at the end),
+``cosine`` (the same warm-up, then half a cosine to 0). They are stepped once per optimiser
+step and scale every parameter group's lr alike.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+
+from graphmvp.registry import Registry
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """``values``: option -> default for classification and regression; ``dta``: the same for
+    DTA tasks (options absent from a mapping take the task type's values)."""
+
+    name: str
+    description: str
+    values: dict[str, Any] = field(default_factory=dict)
+    dta: dict[str, Any] = field(default_factory=dict)
+
+    def defaults(self, task_type: str) -> dict[str, Any]:
+        return dict(self.dta if task_type == "dta" else self.values)
+
+
+#: the options a protocol decides (a user's explicit value wins); with their paper values
+PAPER_VALUES: dict[str, Any] = {"head": "linear", "weight_decay": 0.0, "standardize": False, "lr_schedule": "constant",
+                                "warmup_epochs": 0.0, "patience": 0, "grad_clip": 0.0, "encoder_lr_scale": 1.0}
+
+#: protocol name -> :class:`Protocol`
+PROTOCOLS: Registry = Registry("protocol")
+PROTOCOLS.register("paper")(Protocol("paper", "upstream GraphMVP fine-tuning (reproduction tables)", PAPER_VALUES,
+                                     PAPER_VALUES))
+PROTOCOLS.register("default")(Protocol(
+    "default", "batch 32, standardised targets, MLP head, noam schedule, early stopping",
+    {**PAPER_VALUES, "batch_size": 32, "standardize": True, "head": "mlp", "lr_schedule": "noam", "warmup_epochs": 2.0,
+     "patience": 30},
+    PAPER_VALUES,
+))
+
+
+# ------------------------------------------------------------------------------- schedules
+
+#: schedule name -> ``f(step, steps_per_epoch, epochs, warmup_epochs) -> lr factor`` (None: constant)
+SCHEDULES: Registry = Registry("lr schedule")
+SCHEDULES.register("constant")(None)
+
+
+def _warmup(step: int, warmup_steps: int) -> Optional[float]:
+    if step < warmup_steps:
+        return 0.1 + 0.9 * step / warmup_steps
+    return None
+
+
+@SCHEDULES.register("noam")
+def noam(step: int, steps_per_epoch: int, epochs: int, warmup_epochs: float) -> float:
+    warm = int(round(warmup_epochs * steps_per_epoch))
+    factor = _warmup(step, warm)
+    if factor is not None:
+        return factor
+    decay_steps = max(1, epochs * steps_per_epoch - warm)
+    return 0.1 ** (min(step - warm, decay_steps) / decay_steps)
+
+
+@SCHEDULES.register("cosine")
+def cosine(step: int, steps_per_epoch: int, epochs: int, warmup_epochs: float) -> float:
+    warm = int(round(warmup_epochs * steps_per_epoch))
+    factor = _warmup(step, warm)
+    if factor is not None:
+        return factor
+    decay_steps = max(1, epochs * steps_per_epoch - warm)
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - warm, decay_steps) / decay_steps))
+
+
+def make_scheduler(name: str, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int,
+                   warmup_epochs: float) -> Optional[torch.optim.lr_scheduler.LambdaLR]:
+    """A per-step scheduler for ``optimizer`` (None for ``constant``: the optimiser is untouched)."""
+    fn: Optional[Callable] = SCHEDULES.get(name)
+    if fn is None:
+        return None
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: fn(step, steps_per_epoch, epochs, warmup_epochs))
+
+
+__all__ = ["PAPER_VALUES", "PROTOCOLS", "Protocol", "SCHEDULES", "cosine", "make_scheduler", "noam"]
