@@ -1,0 +1,89 @@
+"""benchmarks/moleculenet_table.py: units resume from their result files, the report averages
+every seed (a NaN seed is never averaged away) and puts the paper's figures beside ours."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import shared_file
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def table():
+    spec = importlib.util.spec_from_file_location("moleculenet_table", REPO / "benchmarks" / "moleculenet_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["moleculenet_table"] = mod  # dataclasses look their module up while it loads
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _row(task, method, seed, value, last=None, metric="rmse"):
+    return {"task": task, "method": method, "seed": seed, "metric": metric,
+            "test_at_best_valid": {metric: value}, "test_at_last_epoch": {metric: value if last is None else last}}
+
+
+def test_entries_average_every_seed_and_flag_nan(table):
+    rows = [_row("esol", "a", s, v) for s, v in enumerate((1.0, 2.0, 4.0))]
+    rows += [_row("esol", "b", 0, 1.0), _row("esol", "b", 1, float("nan"))]
+    es = {e.method: e for e in table.entries(rows, "test_at_best_valid", "rmse", ["a", "b"])}
+    a = es["a"]
+    assert a.mean == pytest.approx(7 / 3) and a.std == pytest.approx(math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 3))
+    b = es["b [2 seeds]"]  # fewer than three seeds: the label says so
+    assert math.isnan(b.mean) and b.nonfinite == 1 and b.seeds == 2
+
+
+def test_the_report_has_both_epochs_and_the_paper_beside(table):
+    rows = [_row("esol", "no pretraining", s, 1.0 + s / 10, last=1.5) for s in range(3)]
+    rows += [_row("bbbp", "no pretraining", s, 0.7, metric="roc_auc") for s in range(3)]
+    text = table.render_report(rows, ["no pretraining"], "# header")
+    assert "test at the best-validation epoch" in text and "test at the last epoch" in text
+    assert "| no pretraining | 1.100(0.082) |" in text and "| no pretraining | 1.500(0.000) |" in text
+    assert "| no pretraining | 70.0(0.0) |" in text
+    assert "| no pretraining | 65.4 |" in text  # the paper's bbbp figure for the same row
+    assert "1.178" in text
+
+
+def test_peers_skip_dta_and_seeds_come_first(table):
+    methods = [table.Method("no pretraining", "gin"), table.Method("ecfp4_rf", "peer")]
+    units = table.plan(["esol", "davis"], methods, [0, 1])
+    assert [(u.task, u.method.label, u.seed) for u in units] == [
+        ("esol", "no pretraining", 0), ("esol", "ecfp4_rf", 0), ("davis", "no pretraining", 0),
+        ("esol", "no pretraining", 1), ("esol", "ecfp4_rf", 1), ("davis", "no pretraining", 1)]
+
+
+def test_a_run_resumes_by_unit_and_writes_the_report(table, shared_data, tmp_path, one_torch_thread):
+    shared_file(shared_data, "moleculenet/freesolv.csv.gz")
+    results, report = tmp_path / "results", tmp_path / "results.md"
+    argv = ["--work", str(tmp_path / "work"), "--results", str(results), "--report", str(report),
+            "--shared", str(shared_data), "--tasks", "freesolv", "--seeds", "0", "--no-checkpoints",
+            "--peers", "--epochs", "2"]
+    assert table.main(argv) == 0
+    unit = results / "freesolv" / "no_pretraining" / "seed0.json"
+    first = json.loads(unit.read_text())
+    assert first["config"]["protocol"] == "paper" and first["config"]["epochs"] == 2
+    assert first["test_at_best_valid"]["rmse"] > 0 and first["seed"] == 0
+    text = report.read_text()
+    assert "freesolv" in text and "Epochs overridden: 2" in text and "[1 seed]" in text
+    assert table.main(argv) == 0  # resumes: the finished unit is not run again
+    assert json.loads(unit.read_text())["finished"] == first["finished"]
+
+
+def test_peer_units_run_on_the_trainers_split(table, shared_data, tmp_path):
+    pytest.importorskip("sklearn", reason="the peers need the [bench] extra (scikit-learn)")
+    shared_file(shared_data, "moleculenet/freesolv.csv.gz")
+    results = tmp_path / "results"
+    argv = ["--work", str(tmp_path / "work"), "--results", str(results), "--report", str(tmp_path / "r.md"),
+            "--shared", str(shared_data), "--tasks", "freesolv", "--seeds", "0", "--no-checkpoints",
+            "--no-baseline", "--peers", "ecfp4_rf"]
+    assert table.main(argv) == 0
+    unit = json.loads((results / "freesolv" / "ecfp4_rf" / "seed0.json").read_text())
+    assert unit["split_sizes"] == {"train": 513, "valid": 64, "test": 65}
+    assert 0.5 < unit["test_at_best_valid"]["rmse"] < 6 and unit["test_at_last_epoch"] == unit["test_at_best_valid"]
