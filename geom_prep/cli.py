@@ -41,6 +41,9 @@ def _add_run(sub) -> None:
     p.add_argument("--smiles-col", default=None, help="SMILES column of a CSV input (default: found by name)")
     p.add_argument("--geom-subset", default="drugs", help="GEOM summary to read: summary_<subset>.json (default drugs)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--rdkit-threads", type=int, default=None, metavar="N",
+                   help="threads of RDKit's embedding and MMFF per worker (default: cores / workers); "
+                        "the result does not depend on it")
     p.add_argument("--chunk-size", type=int, default=None,
                    help="molecules per unit of work and of resumption (default: up to 100, at least 32 chunks)")
     p.add_argument("--shard", type=parse_shard, default=None, metavar="i/N", help="prepare only shard i of N (join with merge)")
@@ -59,9 +62,6 @@ def _add_motifs(sub) -> None:
     p.add_argument("input", help="a store (writes STORE.motif_vocab.json and motif labels into STORE.labels.h5) "
                                  "or a SMILES CSV/.smi(.gz) (writes ./NAME.motif_vocab.json)")
     p.add_argument("--out", default=None, help="vocabulary JSON to write (default: see INPUT)")
-    p.add_argument("--conf-timeout", type=int, default=120, metavar="SECONDS",
-                   help="time limit per molecule for conformer generation; a slower molecule is skipped as timeout "
-                        "(default 120, 0: none)")
     p.add_argument("--smiles-col", default=None, help="SMILES column of a CSV input (default: found by name)")
     p.add_argument("--n-mol", type=int, default=None, help="SMILES input: only the first N molecules")
     _add_label_options(p)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,9 @@ SOURCE_NAMES = ("geom", "smiles", "sdf")
 
 #: fields that change how a run is executed but not what it produces: shards of one data set may
 #: differ in them (a resumed run must keep the same chunk size, which the parts folder records)
-VOLATILE_FIELDS = ("workers", "output", "shard", "overwrite", "chunk_size")
+VOLATILE_FIELDS = ("workers", "rdkit_threads", "output", "shard", "overwrite", "chunk_size")
+#: the value that reproduces a run made before the option existed (resume compares configs)
+LEGACY_DEFAULTS = {"conf_timeout": 0}
 
 
 class PrepError(Exception):
@@ -48,6 +51,7 @@ class PrepConfig:
     geom_subset: str = "drugs"
     chunk_size: int | None = None  # None: up to 100, at least 32 chunks for small inputs
     workers: int = 1
+    rdkit_threads: int | None = None  # RDKit threads per worker; None: cores // workers (never changes results)
     shard: tuple[int, int] | None = None
     overwrite: bool = False
 
@@ -90,6 +94,10 @@ class PrepConfig:
             raise PrepError(f"--n-mol must be >= 1, not {c.n_mol}")
         if (c.chunk_size is not None and c.chunk_size < 1) or c.workers < 1:
             raise PrepError("--chunk-size and --workers must be >= 1")
+        if c.rdkit_threads is None:
+            c.rdkit_threads = max(1, (os.cpu_count() or 1) // c.workers)
+        if c.rdkit_threads < 1:
+            raise PrepError(f"--rdkit-threads must be >= 1, not {c.rdkit_threads}")
         if c.shard is not None:
             i, n = c.shard
             if not 0 <= i < n:

@@ -39,14 +39,16 @@ class Deadline:
             params.timeout = max(1, math.ceil(self.remaining()))
 
 
-def generate_conformers(mol: Chem.Mol, n: int, seed: int, timeout: float = 0) -> tuple[Chem.Mol, np.ndarray, np.ndarray]:
+def generate_conformers(mol: Chem.Mol, n: int, seed: int, timeout: float = 0,
+                        threads: int = 1) -> tuple[Chem.Mol, np.ndarray, np.ndarray]:
     """Embed ``n`` conformers of ``mol`` (hydrogens are added) and MMFF94-optimise them.
 
     Returns ``(mol_h, positions [k, N_H, 3], energies [k])`` with k <= n: the explicit-H molecule
     as RDKit perceives it (MMFF typing re-perceives aromaticity in place, so it works on a copy
     and ``mol_h`` keeps RDKit's own aromatic bonds, matching the SMILES), the optimised
     coordinates in ``mol_h``'s atom order, and the MMFF94 energies in kcal/mol. Deterministic for a
-    given ``seed`` (single-threaded). Raises ``Skip`` when RDKit cannot embed the molecule or
+    given ``seed``, whatever ``threads`` (RDKit seeds every conformer's embedding from ``seed`` and
+    its index, and optimises each conformer on its own, so threads only share out the work). Raises ``Skip`` when RDKit cannot embed the molecule or
     MMFF94 has no parameters for it, and ``Skip(TIMEOUT)`` when the whole took longer than
     ``timeout`` seconds (0: no limit; RDKit's embedding is stopped at the limit, and what it
     returns then is not used).
@@ -55,7 +57,7 @@ def generate_conformers(mol: Chem.Mol, n: int, seed: int, timeout: float = 0) ->
     mol_h = Chem.AddHs(mol)
     params = rdDistGeom.ETKDGv3()
     params.randomSeed = int(seed)
-    params.numThreads = 1
+    params.numThreads = int(threads)
     deadline.limit(params)
     cids = list(rdDistGeom.EmbedMultipleConfs(mol_h, n, params))
     deadline.check("ETKDGv3 embedding")
@@ -69,7 +71,7 @@ def generate_conformers(mol: Chem.Mol, n: int, seed: int, timeout: float = 0) ->
     work = Chem.Mol(mol_h)
     if not ff.MMFFHasAllMoleculeParams(work):
         raise Skip(NO_MMFF_PARAMETERS, "MMFF94 has no parameters for an atom type of this molecule")
-    results = AllChem.MMFFOptimizeMoleculeConfs(work, numThreads=1, maxIters=MMFF_MAX_ITERS)
+    results = AllChem.MMFFOptimizeMoleculeConfs(work, numThreads=int(threads), maxIters=MMFF_MAX_ITERS)
     deadline.check("MMFF94 optimisation")
     energies = np.array([e for _, e in results], dtype=np.float64)
     positions = np.stack([c.GetPositions() for c in work.GetConformers()])

@@ -32,7 +32,7 @@ from rdkit import RDLogger
 from tqdm import tqdm
 
 from graphmvp.data.store import ConformerStore, SkipRecord
-from geom_prep.config import PrepConfig, PrepError
+from geom_prep.config import LEGACY_DEFAULTS, PrepConfig, PrepError
 from geom_prep.exclude import load_excluded
 from geom_prep.reasons import UNEXPECTED_ERROR, Skip, is_conformer_level
 from geom_prep.sources import Candidate, Source, build_source
@@ -167,6 +167,8 @@ def _prepare_parts(parts: Path, cfg: PrepConfig, chunk_size: int, fingerprint: d
     run_file = parts / RUN_FILE
     if run_file.is_file():
         old = json.loads(run_file.read_text())
+        # an option added since that run was started: it ran with the option's legacy behaviour
+        old["config"] = {**{k: v for k, v in LEGACY_DEFAULTS.items() if k in run["config"]}, **old.get("config", {})}
         if old == run:
             return
         if not cfg.overwrite:

@@ -102,7 +102,7 @@ class GeneratedConformerSource(Source):
         cfg = self.config
         self.check_excluded(mol)
         seed = (cfg.seed * 1_000_003 + index) % (2**31 - 1)
-        mol_h, generated, energy = generate_conformers(mol, cfg.gen_confs, seed, cfg.conf_timeout)
+        mol_h, generated, energy = generate_conformers(mol, cfg.gen_confs, seed, cfg.conf_timeout, cfg.rdkit_threads or 1)
         n = len(energy)
         if n < cfg.min_confs:
             raise Skip(R.TOO_FEW_CONFORMERS, f"{n} conformers embedded < --min-confs {cfg.min_confs}")
