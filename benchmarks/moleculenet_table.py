@@ -291,6 +291,41 @@ seeds so far is labelled with its seed count. Cells: mean(std) over seeds, popul
 """
 
 
+def manifest_rows(rows: list[dict], method: str) -> dict:
+    """The results of ``method`` per task, as recorded in its manifest entry."""
+    out = {}
+    for task in sorted({r["task"] for r in rows if r["method"] == method}):
+        mine = [r for r in rows if r["method"] == method and r["task"] == task]
+        metric = mine[0]["metric"]
+        cell = {"metric": metric, "seeds": sorted(r["seed"] for r in mine)}
+        for key in ("test_at_best_valid", "test_at_last_epoch"):
+            (e,) = entries(mine, key, metric, [method])
+            cell[key] = {"mean": round(e.mean, 4), "std": round(e.std, 4)}
+        out[task] = cell
+    return out
+
+
+def update_manifest(rows: list[dict], manifest_path: Optional[Path] = None) -> list[str]:
+    """Write every released checkpoint's rows into its manifest entry (``finetuning``); the
+    manifest is validated before it replaces the old one. Returns the names updated."""
+    from checkpoints.manifest import MANIFEST_PATH, load_manifest
+    from graphmvp.io import atomic_path
+
+    path = manifest_path or MANIFEST_PATH
+    data = json.loads(path.read_text())
+    names = []
+    for entry in data["checkpoints"]:
+        earned = manifest_rows(rows, entry["name"])
+        if earned:
+            entry["finetuning"] = {"protocol": "graphmvp-finetune --protocol paper, scaffold split, seeds 0-2",
+                                   "source": "benchmarks/moleculenet_table.py (docs/results.md)", "tasks": earned}
+            names.append(entry["name"])
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        load_manifest(tmp)
+    return names
+
+
 # ------------------------------------------------------------------------------------------ main
 
 
@@ -313,6 +348,8 @@ def parse_args(argv: Optional[list[str]] = None):
     p.add_argument("--threads", type=int, default=1, help="torch threads per unit (default 1; run shards in parallel)")
     p.add_argument("--shard", default=None, metavar="i/N", help="run only units k with k %% N == i")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from the results, run nothing")
+    p.add_argument("--update-manifest", action="store_true",
+                   help="write each released checkpoint's results into its checkpoints/manifest.json entry, run nothing")
     p.add_argument("--list", action="store_true", help="print the units and whether each is done, run nothing")
     p.add_argument("--keep-going", action="store_true", help="log a failed unit and go on (default: stop)")
     return p.parse_args(argv)
@@ -360,6 +397,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     if args.report_only:
         report()
+        return 0
+    if args.update_manifest:
+        print("updated:", ", ".join(update_manifest(load_results(args.results))) or "no released checkpoint has results")
         return 0
     todo = [u for u in units if not u.result_path(args.results).is_file()]
     log.info("%d units, %d done, %d to run", len(units), len(units) - len(todo), len(todo))

@@ -77,6 +77,7 @@ _ENTRY_KEYS = {
     "recipe": True,
     "licence": True,
     "release": False,
+    "finetuning": False,
 }
 
 
@@ -100,6 +101,8 @@ class CheckpointEntry:
     urls: tuple[str, ...] = ()
     package_file: str | None = None
     release: str | None = None
+    #: the fine-tuning results this checkpoint earned (benchmarks/moleculenet_table.py --update-manifest)
+    finetuning: Mapping[str, Any] | None = None
     #: folder that ``package_file`` is relative to (the manifest's folder)
     base_dir: Path = field(default=PACKAGE_DIR, compare=False)
 
@@ -134,6 +137,8 @@ class CheckpointEntry:
         )
         if self.release is not None:
             d["release"] = self.release
+        if self.finetuning is not None:
+            d["finetuning"] = dict(self.finetuning)
         return d
 
 
@@ -254,6 +259,9 @@ def _entry(item: Any, index: int, path: Path) -> CheckpointEntry:
     release = item.get("release")
     if release is not None:
         release = text("release", release)
+    finetuning = item.get("finetuning")
+    if finetuning is not None and not isinstance(finetuning, dict):
+        raise ManifestError(f"{where}: finetuning must be a JSON object (task -> results)")
     return CheckpointEntry(
         name=name,
         description=text("description", item["description"]),
@@ -267,6 +275,7 @@ def _entry(item: Any, index: int, path: Path) -> CheckpointEntry:
         urls=tuple(urls),
         package_file=package_file,
         release=release,
+        finetuning=finetuning,
         base_dir=path.parent,
     )
 

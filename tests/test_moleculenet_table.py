@@ -87,3 +87,21 @@ def test_peer_units_run_on_the_trainers_split(table, shared_data, tmp_path):
     unit = json.loads((results / "freesolv" / "ecfp4_rf" / "seed0.json").read_text())
     assert unit["split_sizes"] == {"train": 513, "valid": 64, "test": 65}
     assert 0.5 < unit["test_at_best_valid"]["rmse"] < 6 and unit["test_at_last_epoch"] == unit["test_at_best_valid"]
+
+
+def test_a_checkpoint_records_the_rows_it_earned_in_its_manifest_entry(table, tmp_path):
+    from checkpoints.manifest import MANIFEST_PATH, load_manifest
+
+    manifest = tmp_path / "manifest.json"
+    data = json.loads(MANIFEST_PATH.read_text())
+    manifest.write_text(json.dumps(data))
+    name = data["checkpoints"][0]["name"]
+    rows = [_row("esol", name, s, v, last=v + 0.5) for s, v in enumerate((1.0, 2.0, 3.0))]
+    rows.append(_row("esol", "no pretraining", 0, 9.0))
+    assert table.update_manifest(rows, manifest) == [name]
+    entry = load_manifest(manifest).get(name)
+    esol = entry.finetuning["tasks"]["esol"]
+    assert esol["seeds"] == [0, 1, 2] and esol["metric"] == "rmse"
+    assert esol["test_at_best_valid"] == {"mean": 2.0, "std": round(math.sqrt(2 / 3), 4)}
+    assert esol["test_at_last_epoch"]["mean"] == 2.5
+    assert entry.to_dict()["finetuning"] == json.loads(manifest.read_text())["checkpoints"][0]["finetuning"]
