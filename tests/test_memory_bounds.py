@@ -6,6 +6,8 @@ mmap threshold goes back to the system when freed, one below it is reused)."""
 
 import graphmvp  # noqa: F401  (before dgl)
 
+import sys
+
 import dgl
 import pytest
 import torch
@@ -139,3 +141,26 @@ def test_edge_chunk_reaches_the_encoder_from_config_and_command_line():
         resolve_config("graphmvp", out="unused", schnet_edge_chunk=-5)
     with pytest.raises(ValueError, match="edge_chunk"):
         SchNetEncoder(hidden=8, n_filters=4, n_interactions=1, edge_chunk=-1)
+
+
+# -- malloc tuning -------------------------------------------------------------------------------------
+def rss_kib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_tuned_malloc_is_bounded():
+    """Tuning may keep freed memory only up to its bounds: a freed block above the mmap threshold
+    leaves the process (before, glibc was told to keep everything below 1 GiB forever)."""
+    from graphmvp.pretrain import trainer
+
+    assert trainer.MALLOC_MMAP_THRESHOLD <= 256 * 2**20
+    assert trainer.MALLOC_TOP_PAD <= trainer.MALLOC_TRIM_THRESHOLD <= 512 * 2**20
+    assert trainer.tune_malloc()
+    size = trainer.MALLOC_MMAP_THRESHOLD + trainer.MALLOC_TRIM_THRESHOLD + 64 * 2**20
+    block = torch.ones(size // 4)  # written: resident
+    held = rss_kib()
+    del block
+    released = held - rss_kib()
+    assert released > 0.9 * size / 1024, f"{released} KiB of a {size >> 20} MiB block returned on free"
