@@ -2,6 +2,7 @@
 
     python benchmarks/pretrain_memory.py [--shared ../shared/data] [--sizes 10000 1000000]
         [--steps 20] [--batch-size 256] [--presets graphmvp attrmask] [--threads 2] [--repeats 2]
+    python benchmarks/pretrain_memory.py --schnet-impls plain fused tabulated fused-bf16 [--steps 20] [--repeats 1]
 
 Stores. A base store is prepared once with geom_prep from ``<shared>/geom_bench1k`` (1,000 MOSES
 molecules, 5 lowest-energy conformers each, explicit hydrogens; ``<shared>/geom_sample``'s 60
@@ -40,6 +41,12 @@ the first time (its pages may have to come from disk: whatever the page cache ho
 molecules); a molecule of the loaded 10k store (:class:`MoleculeArrays`); one dataset sample
 (``dataset[i]``: read, mask, features, 3D neighbours, AttrMask inputs) streaming (first and
 second time) vs preloaded, both presets, the same sample indices.
+
+SchNet implementations (``--schnet-impls plain fused tabulated fused-bf16``): instead of the
+store-size study, one ``--child train`` run of the GraphMVP preset per ``--schnet-impl`` on the
+base store itself (``geom_bench1k``: 5,000 samples, i.e. one epoch = 20 steps at batch 256),
+``--repeats`` runs each; the table shows peak RSS, its ratio to the default implementation's and
+steps/s (so that a memory saving that costs speed is visible).
 
 Output: one JSON line per figure, then tables.
 """
@@ -219,7 +226,8 @@ def child_train(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="pretrain_memory_") as tmp:
         cfg = resolve_config(args.preset, store=args.store, out=str(Path(tmp) / "run"), epochs=1, max_steps=args.steps,
                              batch_size=args.batch_size, threads=args.threads, num_workers=0, progress=False,
-                             log_every=10**9, malloc_tuning=not args.no_malloc_tuning)
+                             log_every=10**9, malloc_tuning=not args.no_malloc_tuning,
+                             **({"schnet_impl": args.schnet_impl} if args.schnet_impl else {}))
         result = trainer.pretrain(cfg)
     row = result.metrics[-1]
     dataset = datasets[-1]
@@ -331,6 +339,41 @@ def train_table(groups: list[list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def impl_table(groups: list[list[dict]], default: str) -> str:
+    head = ("--schnet-impl", "runs", "RSS after model", "peak RSS", "peak / default's", "steps/s", "molecules/s")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    ref = max(x["peak_rss_mib"] for g in groups if g[0]["schnet_impl"] == default for x in g) if any(
+        g[0]["schnet_impl"] == default for g in groups) else None
+    for runs in groups:
+        peak = max(x["peak_rss_mib"] for x in runs)
+        lines.append("| " + " | ".join([
+            runs[0]["schnet_impl"], str(len(runs)), mib_range([x["rss_model_mib"] for x in runs]),
+            mib_range([x["peak_rss_mib"] for x in runs]), f"{peak / ref:.2f}" if ref else "-",
+            f"{sum(x['steps_per_s'] for x in runs) / len(runs):.3f}",
+            f"{sum(x['samples_per_s'] for x in runs) / len(runs):.1f}",
+        ]) + " |")
+    return "\n".join(lines)
+
+
+def main_impls(args: argparse.Namespace, common: list[str]) -> int:
+    """Peak RSS and speed of one GraphMVP run per SchNet implementation, on the base store."""
+    from graphmvp.models.schnet import DEFAULT_SCHNET_IMPL
+
+    store = base_store(Path(args.shared), Path(args.out))
+    groups = []
+    for impl in args.schnet_impls:
+        runs = []
+        for repeat in range(args.repeats):
+            result = run_child(["--child", "train", "--store", str(store), "--preset", "graphmvp", "--mode", "auto",
+                                "--schnet-impl", impl, *common])
+            runs.append(emit("pretrain_memory_schnet_impl", schnet_impl=impl, store=store.name, repeat=repeat,
+                             batch_size=args.batch_size, threads=args.threads, **result))
+        groups.append(runs)
+    print(f"\nGraphMVP on {store.name}, batch {args.batch_size}, {args.steps} steps, {args.threads} threads:\n"
+          + impl_table(groups, DEFAULT_SCHNET_IMPL))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", default=str(REPO.parent / "shared" / "data"))
@@ -346,6 +389,9 @@ def main() -> int:
     parser.add_argument("--max-load-bytes", type=int, default=256 * 2**20, help="load stores up to this size for the read figures")
     parser.add_argument("--no-malloc-tuning", action="store_true",
                         help="glibc returns freed memory (the trainer's --no-malloc-tuning); see the module docstring")
+    parser.add_argument("--schnet-impls", nargs="+", metavar="IMPL",
+                        help="measure these SchNet implementations on the base store instead of the store sizes")
+    parser.add_argument("--schnet-impl", help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=("data", "train", "reads"), help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     parser.add_argument("--stores", nargs="*", help=argparse.SUPPRESS)
@@ -356,14 +402,16 @@ def main() -> int:
         {"data": child_data, "train": child_train, "reads": child_reads}[args.child](args)
         return 0
 
+    common = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+    if args.no_malloc_tuning:
+        common.append("--no-malloc-tuning")
+    if args.schnet_impls:
+        return main_impls(args, common)
     out = Path(args.out)
     stores = synthesise(args.sizes, base_store(Path(args.shared), out), out)
     smallest, largest = min(stores), max(stores)
     configs = [(preset, n, mode) for preset in args.presets for n in sorted(stores)
                for mode in (("stream", "auto") if n == smallest else ("auto",))]
-    common = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
-    if args.no_malloc_tuning:
-        common.append("--no-malloc-tuning")
 
     data_rows = []
     for preset, n, mode in configs:

@@ -117,20 +117,28 @@ def filter_table(first: nn.Linear, second: nn.Linear, offsets: Tensor, coeff: Te
     return torch.cat([values, slopes], dim=0)
 
 
+def lookup_rows(table: Tensor, lookup: HermiteLookup) -> Tensor:
+    """[E, F] = ``S @ table``: every edge's interpolated filter (no autograd node of its own)."""
+    return F.embedding_bag(lookup.rows, table, per_sample_weights=lookup.weights, mode="sum")
+
+
+def lookup_transpose(grad: Tensor, lookup: HermiteLookup) -> Tensor:
+    """[2M, F] = ``S^T @ grad`` for ``grad`` [E, F]: the table gradient of :func:`lookup_rows`."""
+    return F.embedding_bag(lookup.t_edges, grad.contiguous(), offsets=lookup.t_offsets,
+                           per_sample_weights=lookup.t_weights, mode="sum")
+
+
 class _LookupFunction(torch.autograd.Function):
     """``S @ table`` with the backward ``S^T @ grad`` (no gradient to the weights of S)."""
 
     @staticmethod
     def forward(ctx, table, lookup):
         ctx.lookup = lookup
-        return F.embedding_bag(lookup.rows, table, per_sample_weights=lookup.weights, mode="sum")
+        return lookup_rows(table, lookup)
 
     @staticmethod
     def backward(ctx, grad):
-        lk = ctx.lookup
-        g_table = F.embedding_bag(lk.t_edges, grad.contiguous(), offsets=lk.t_offsets,
-                                  per_sample_weights=lk.t_weights, mode="sum")  # [2M, F]
-        return g_table, None
+        return lookup_transpose(grad, ctx.lookup), None
 
 
 def tabulated_filter(table: Tensor, lookup: HermiteLookup) -> Tensor:

@@ -59,7 +59,7 @@ import torch.nn.functional as F
 import graphmvp  # noqa: F401  (sets DGLBACKEND before dgl is used)
 from graphmvp.models.registry import ENCODERS
 from graphmvp.models.schnet_fused import check_fusable, schnet_fused_forward
-from graphmvp.models.schnet_tabulated import check_tabulable, schnet_tabulated_forward
+from graphmvp.models.schnet_tabulated import DEFAULT_EDGE_CHUNK, check_tabulable, schnet_tabulated_forward
 from graphmvp.registry import Registry
 
 MAX_Z = 120  # atomic numbers 1..119 (row 0 = schnetpack's padding row)
@@ -75,11 +75,13 @@ class SchNetImpl:
     """One way to run SchNet's interaction stack on a ``schnetpack.representation.SchNet``.
 
     ``forward(schnet, g, z, r_ij) -> [N, D]`` (z int64 [N]; r_ij float [E, 3] = pos[src] -
-    pos[dst]); ``check(schnet)`` raises ``ValueError`` if the module's layout is not supported.
+    pos[dst]; plus ``edge_chunk=`` when ``edge_chunked``); ``check(schnet)`` raises
+    ``ValueError`` if the module's layout is not supported.
     """
 
-    forward: Callable[[nn.Module, dgl.DGLGraph, torch.Tensor, torch.Tensor], torch.Tensor]
+    forward: Callable[..., torch.Tensor]
     check: Callable[[nn.Module], None] = _accept_any
+    edge_chunked: bool = False  # forward takes edge_chunk (edges per chunk of the convolution)
 
 
 def schnetpack_forward(schnet: nn.Module, g: dgl.DGLGraph, z: torch.Tensor, r_ij: torch.Tensor) -> torch.Tensor:
@@ -98,7 +100,7 @@ SCHNET_IMPLS.register("fused")(SchNetImpl(schnet_fused_forward, check_fusable))
 SCHNET_IMPLS.register("fused-bf16")(
     SchNetImpl(partial(schnet_fused_forward, compute_dtype=torch.bfloat16), check_fusable)
 )
-SCHNET_IMPLS.register("tabulated")(SchNetImpl(schnet_tabulated_forward, check_tabulable))
+SCHNET_IMPLS.register("tabulated")(SchNetImpl(schnet_tabulated_forward, check_tabulable, edge_chunked=True))
 DEFAULT_SCHNET_IMPL = "tabulated"
 
 
@@ -123,6 +125,10 @@ class SchNetEncoder(nn.Module):
         impl: how the interaction stack is run, a name in :data:`SCHNET_IMPLS` ("plain",
             "fused", "tabulated", "fused-bf16"; see the module docstring). Not part of the state dict;
             settable later (``encoder.impl = "plain"``).
+        edge_chunk: edges per chunk of the tabulated convolution (0 = all at once; other
+            implementations ignore it): its per-edge buffers are [edge_chunk, n_filters] instead
+            of [E, n_filters] (:func:`graphmvp.models.schnet_tabulated.edge_chunks`). Not part of
+            the state dict.
 
     Forward:
         g: DGLGraph (possibly batched) with ``ndata['Z']`` int64 [N], ``ndata['pos']`` float [N, 3],
@@ -139,6 +145,7 @@ class SchNetEncoder(nn.Module):
         cutoff: float = 10.0,
         max_z: int = MAX_Z,
         impl: str = DEFAULT_SCHNET_IMPL,
+        edge_chunk: int = DEFAULT_EDGE_CHUNK,
     ):
         super().__init__()
         for name, value in (
@@ -177,6 +184,9 @@ class SchNetEncoder(nn.Module):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
         self.impl = impl
+        if int(edge_chunk) < 0:
+            raise ValueError(f"edge_chunk must be >= 0 (0: all edges at once), got {edge_chunk!r}")
+        self.edge_chunk = int(edge_chunk)
 
     @property
     def impl(self) -> str:
@@ -216,8 +226,13 @@ class SchNetEncoder(nn.Module):
             )
         src, dst = g.edges()
         r_ij = pos[src] - pos[dst]  # [E, 3] = pos[j] - pos[i]
-        x = SCHNET_IMPLS.get(self._impl).forward(self.schnet, g, z, r_ij)  # [N, D]
+        impl = SCHNET_IMPLS.get(self._impl)
+        if impl.edge_chunked:
+            x = impl.forward(self.schnet, g, z, r_ij, edge_chunk=self.edge_chunk)  # [N, D]
+        else:
+            x = impl.forward(self.schnet, g, z, r_ij)  # [N, D]
         return self.head(x)
 
     def extra_repr(self) -> str:
-        return f"hidden={self.hidden}, cutoff={self.cutoff}, max_z={self.max_z}, impl={self._impl!r}"
+        return (f"hidden={self.hidden}, cutoff={self.cutoff}, max_z={self.max_z}, impl={self._impl!r}, "
+                f"edge_chunk={self.edge_chunk}")

@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--schnet-interactions", type=int, dest="schnet_interactions", help=_default("schnet_interactions"))
     g.add_argument("--schnet-gaussians", type=int, dest="schnet_gaussians", help=_default("schnet_gaussians"))
     g.add_argument("--schnet-impl", dest="schnet_impl", help="how SchNet runs (same weights): tabulated, fused, plain, fused-bf16 " + _default("schnet_impl"))
+    g.add_argument("--schnet-edge-chunk", type=int, dest="schnet_edge_chunk", metavar="EDGES",
+                   help="tabulated SchNet: edges per chunk of the convolution (bounds its per-edge buffers; 0 = all at once) "
+                   + _default("schnet_edge_chunk"))
 
     g = p.add_argument_group("optimisation (Adam)")
     g.add_argument("--batch-size", type=int, dest="batch_size", help=_default("batch_size"))

@@ -43,6 +43,7 @@ from graphmvp.data.pretrain_dataset import CONFORMER_SAMPLING, VIEWS
 from graphmvp.models import ENCODERS, READOUTS
 from graphmvp.models.graphgps import RWSE_NORMS
 from graphmvp.models.schnet import DEFAULT_SCHNET_IMPL, SCHNET_IMPLS
+from graphmvp.models.schnet_tabulated import DEFAULT_EDGE_CHUNK
 from graphmvp.objectives import OBJECTIVES, RECONSTRUCTION_CRITERIA
 from graphmvp.objectives.decoders import DECODER_LOSSES, DECODERS
 from graphmvp.pretrain.presets import PRESETS
@@ -74,6 +75,7 @@ VOLATILE_FIELDS = (
     "preset",
     "malloc_tuning",
     "schnet_impl",
+    "schnet_edge_chunk",
 )
 
 @dataclass
@@ -104,7 +106,9 @@ class PretrainConfig:
     ``schnet_interactions``, ``schnet_gaussians``, ``schnet_impl`` (how SchNet runs, same weights:
     ``tabulated`` (default, interpolated filter networks, ~1e-6 relative), ``fused`` (same
     operations as ``plain``), ``plain`` (schnetpack's forward), ``fused-bf16`` (bf16 filter
-    networks, ~3e-3 relative); :data:`graphmvp.models.schnet.SCHNET_IMPLS`).
+    networks, ~3e-3 relative); :data:`graphmvp.models.schnet.SCHNET_IMPLS`), ``schnet_edge_chunk``
+    (edges per chunk of the tabulated path's convolution, 0 = all at once: bounds its per-edge
+    buffers; :func:`graphmvp.models.schnet_tabulated.edge_chunks`).
     GraphGPS only (``encoder_2d="graphgps"``;
     ``emb_dim`` is its output width): ``gps_hidden_dim`` (layer width; 192 keeps 5 layers within
     5% of the 5 x 300 GIN's parameters), ``gps_heads``, ``gps_attn_dropout`` (GraphGPS: 0.5),
@@ -163,6 +167,7 @@ class PretrainConfig:
     schnet_interactions: int = 6
     schnet_gaussians: int = 51
     schnet_impl: str = DEFAULT_SCHNET_IMPL
+    schnet_edge_chunk: int = DEFAULT_EDGE_CHUNK
     epochs: int = 100
     batch_size: int = 256
     lr: float = 1e-3
@@ -355,6 +360,7 @@ def _validate(cfg: PretrainConfig) -> None:
     _choice(cfg, "encoder_2d", two_d)
     _choice(cfg, "encoder_3d", [n for n in ENCODERS.names() if n not in two_d])
     _choice(cfg, "schnet_impl", SCHNET_IMPLS.names())
+    _number(cfg, "schnet_edge_chunk", nonneg=True, integer=True)
     _number(cfg, "num_layers", positive=True, integer=True)
     _number(cfg, "emb_dim", positive=True, integer=True)
     _choice(cfg, "pooling", READOUTS)

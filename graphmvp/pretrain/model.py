@@ -78,6 +78,7 @@ def encoder_kwargs(cfg: PretrainConfig, view: str) -> dict[str, Any]:
             "n_gaussians": cfg.schnet_gaussians,
             "cutoff": cfg.cutoff,
             "impl": cfg.schnet_impl,
+            "edge_chunk": cfg.schnet_edge_chunk,
         }
         name = cfg.encoder_3d
     else:

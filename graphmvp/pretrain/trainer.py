@@ -266,21 +266,39 @@ def ensure_demo_store(path: Path) -> tuple[Path, bool]:
 
 # glibc mallopt parameters
 _M_TRIM_THRESHOLD = -1
+_M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
+
+#: blocks from this size up are mapped per allocation and unmapped on free (glibc's default
+#: threshold adapts up to 32 MiB); smaller ones are reused from the heap
+MALLOC_MMAP_THRESHOLD = 64 * 2**20
+#: free memory at the top of a heap beyond this is returned to the system, down to MALLOC_TOP_PAD
+MALLOC_TRIM_THRESHOLD = 256 * 2**20
+#: free memory a heap keeps at its top after trimming (and grows by beyond a request)
+MALLOC_TOP_PAD = 64 * 2**20
 
 
 def tune_malloc() -> bool:
-    """Keep freed memory in the process heap (glibc only); True if applied.
+    """Reuse freed memory within bounds (glibc only); True if applied.
 
-    A training step allocates and frees the same large tensors every time (SchNet's per-edge
-    filters: 3D edges x filters x 4 bytes, ~130 MB each at upstream sizes and batch 256). glibc
-    serves blocks above its mmap threshold (at most 32 MB by default) with fresh ``mmap`` calls
-    and returns them on ``free``, so every step page-faults its whole working set again: on the
-    2-core benchmark machine that was ~2.6 M minor faults and ~40% of the CPU time of SchNet's
-    forward + backward. Raising the mmap threshold to 1 GiB and disabling heap trimming keeps
-    that memory mapped (~10x fewer faults, ~20% less CPU per 3D step; see
-    ``benchmarks/pretrain_throughput.py``). The cost: the process keeps its peak heap size until
-    it exits. Process-wide and not undone; other platforms are left alone.
+    A training step allocates and frees the same tensors every time. glibc serves blocks above
+    its mmap threshold (adaptive, at most 32 MiB) with fresh ``mmap`` calls and returns them on
+    ``free``, and trims its heap whenever 128 KiB are free at the top, so every step page-faults
+    its whole working set again: for schnetpack's SchNet at batch 256 that was ~2.6 M minor faults
+    and ~40% of the CPU time of its forward + backward. Here:
+
+    * blocks below :data:`MALLOC_MMAP_THRESHOLD` (64 MiB) come from the heap and are reused: the
+      default SchNet path computes its per-edge work in chunks of 16 MiB buffers
+      (``--schnet-edge-chunk``), so its whole step is served from the heap;
+    * larger blocks (the whole-[E, F] tensors of the plain and fused paths: 130 MB at batch 256)
+      are mapped per use and given back on free: they never stay in, nor fragment, the heap;
+    * a heap keeps at most :data:`MALLOC_TRIM_THRESHOLD` (256 MiB) free at its top, trimmed
+      back to :data:`MALLOC_TOP_PAD` (64 MiB).
+
+    Before, the mmap threshold was 1 GiB and heaps were never trimmed: every freed per-edge buffer
+    stayed in the process (peak RSS 14 GB for ``--schnet-impl plain``, 4.5 GB for the default at
+    batch 256; figures in docs/benchmarks.md). Process-wide and not undone; other platforms are
+    left alone.
     """
     if not sys.platform.startswith("linux"):
         return False
@@ -291,7 +309,9 @@ def tune_malloc() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, -1))
+    return all([bool(mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)),
+                bool(mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD)),
+                bool(mallopt(_M_TOP_PAD, MALLOC_TOP_PAD))])
 
 
 def _slug(name: str) -> str:
@@ -475,7 +495,8 @@ def _pretrain(cfg: PretrainConfig, ctx: DistContext) -> RunResult:
     with logs, _torch_settings(cfg.threads, cfg.deterministic):
         try:
             if cfg.malloc_tuning:
-                LOG.info("malloc tuning (glibc: mmap threshold 1 GiB, no heap trimming): %s",
+                LOG.info("malloc tuning (glibc: mmap threshold %d MiB, heap trimmed above %d MiB free): %s",
+                         MALLOC_MMAP_THRESHOLD >> 20, MALLOC_TRIM_THRESHOLD >> 20,
                          "applied" if malloc_tuned else "not available on this platform")
             try:
                 return _Run(cfg, explicit_store, state, ctx).run()
