@@ -17,8 +17,8 @@ STAMP312 = $(VENV312)/.installed
 # python3.12 on PATH, else pyenv's 3.12 (pyenv's python3.12 shim answers only when 3.12 is selected)
 PYTHON312 ?= $(firstword $(foreach p,python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12),\
 	$(shell $(p) -c 'import sys; print(sys.version_info[:2] == (3, 12))' 2>/dev/null | grep -q True && echo $(p))))
-# against the installed wheel: no test that runs `python -m graphmvp...` with the repository as its
-# working folder (there the checkout's graphmvp/, without its mapped subpackages, would be imported)
+# against the installed wheel, run from outside the checkout (a subprocess `python -m/-c` started in
+# the repository root would import the checkout's graphmvp/, which lacks the mapped subpackages)
 SMOKE_TESTS = tests/test_packaging.py tests/test_checkpoints.py tests/test_pretrained.py \
 	tests/test_store_roundtrip.py tests/test_finetune_metrics.py tests/test_gin.py
 PACKAGE_FILES = setup.cfg setup.py pyproject.toml
@@ -30,22 +30,23 @@ demo: $(STAMP)
 
 test: test-3.11 test-3.12 wheel-check
 
+# $(call suite,VENV): the whole suite with that environment's Python, timed
+suite = @start=$$(date +%s); $(1)/bin/python -m pytest -q tests; rc=$$?; \
+	echo "== test suite on $$($(1)/bin/python --version): $$(( $$(date +%s) - start )) s"; exit $$rc
+# $(call editable,PYTHON,VENV): the venv (if missing) with the editable install and the test extra
+editable = test -x $(2)/bin/python || $(1) -m venv $(2); \
+	$(2)/bin/pip install --quiet --upgrade pip && $(2)/bin/pip install --quiet -e '.[test]'
+
 test-3.11: $(STAMP)
-	@echo "== test suite, $$($(VENV)/bin/python --version)"
-	@start=$$(date +%s); $(VENV)/bin/python -m pytest -q tests; rc=$$?; \
-	echo "== test suite on $$($(VENV)/bin/python --version): $$(( $$(date +%s) - start )) s"; exit $$rc
+	$(call suite,$(VENV))
 
 test-3.12: $(STAMP312)
-	@echo "== test suite, $$($(VENV312)/bin/python --version)"
-	@start=$$(date +%s); $(VENV312)/bin/python -m pytest -q tests; rc=$$?; \
-	echo "== test suite on $$($(VENV312)/bin/python --version): $$(( $$(date +%s) - start )) s"; exit $$rc
+	$(call suite,$(VENV312))
 
 install: $(STAMP)
 
 $(STAMP): $(PACKAGE_FILES)
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(call editable,$(PYTHON),$(VENV))
 	touch $(STAMP)
 
 NEED_312 = @test -n "$(PYTHON312)" || { echo "make: Python 3.12 not found (no python3.12 on PATH, no ~/.pyenv/versions/3.12*);" \
@@ -53,9 +54,7 @@ NEED_312 = @test -n "$(PYTHON312)" || { echo "make: Python 3.12 not found (no py
 
 $(STAMP312): $(PACKAGE_FILES)
 	$(NEED_312)
-	test -x $(VENV312)/bin/python || $(PYTHON312) -m venv $(VENV312)
-	$(VENV312)/bin/pip install --quiet --upgrade pip
-	$(VENV312)/bin/pip install --quiet -e '.[test]'
+	$(call editable,$(PYTHON312),$(VENV312))
 	touch $(STAMP312)
 
 wheel-check: $(STAMP)
@@ -72,7 +71,8 @@ wheel-check: $(STAMP)
 	$(WHEEL_VENV)/bin/pip show --files graphmvp | grep -E "^(Location|Editable)|demo/zinc_demo.csv|manifest.json|\.pt$$"
 	$(WHEEL_VENV)/bin/graphmvp-download list
 	$(WHEEL_VENV)/bin/graphmvp-demo --out runs/wheel-demo
-	GRAPHMVP_WHEEL_CHECK=1 $(WHEEL_VENV)/bin/pytest -q -p no:cacheprovider $(SMOKE_TESTS)
+	cd $(WHEEL_VENV) && GRAPHMVP_WHEEL_CHECK=1 $(abspath $(WHEEL_VENV))/bin/python -m pytest -q -p no:cacheprovider \
+		-c $(CURDIR)/setup.cfg --rootdir $(CURDIR) $(addprefix $(CURDIR)/,$(SMOKE_TESTS))
 
 clean:
 	rm -rf $(VENV) $(VENV312) $(WHEEL_VENV) runs dist build *.egg-info
