@@ -60,8 +60,8 @@ def default_store(shared: Path, out: Path) -> tuple[Path, str]:
     path = out / "geom_sample_c5.h5"
     if not path.is_file():
         sys.path.insert(0, str(REPO))
-        from geom_prep.config import PrepConfig
-        from geom_prep.pipeline import prepare
+        from graphmvp.prep.config import PrepConfig
+        from graphmvp.prep.pipeline import prepare
 
         out.mkdir(parents=True, exist_ok=True)
         prepare(PrepConfig(input=str(sample), output=str(path), n_conf=5, workers=2))

@@ -57,7 +57,7 @@ def prepare_store(args, store: Path) -> None:
     if store.is_file():
         log(f"store {store} exists; reusing it")
         return
-    run([sys.executable, "-m", "geom_prep.cli", "run", str(args.zinc), "-o", str(store), "--smiles-col", "SMILES",
+    run([sys.executable, "-m", "graphmvp.prep.cli", "run", str(args.zinc), "-o", str(store), "--smiles-col", "SMILES",
          "--n-mol", str(args.n_mol), "--n-conf", str(args.n_conf), "--gen-confs", str(args.gen_confs or args.n_conf),
          "--exclude", str(args.freesolv),
          "--hydrogens", args.hydrogens, "--workers", str(args.prep_workers), "--seed", str(args.seed)])
@@ -98,8 +98,8 @@ def pretrain(args, preset: str, store: Path, run_dir: Path) -> dict:
 
 def finetune(args, label: str, init: Path | None, out: Path, encoder: str | None = None) -> dict:
     """Fine-tune ``init`` (None: a random ``encoder``, GIN by default) on FreeSolv into ``out``."""
-    from finetune.config import FinetuneConfig
-    from finetune.trainer import SUMMARY_FILE, finetune as run_finetune
+    from graphmvp.finetune.config import FinetuneConfig
+    from graphmvp.finetune.trainer import SUMMARY_FILE, finetune as run_finetune
 
     if (out / SUMMARY_FILE).is_file():
         log(f"fine-tuning {label}: {out} is finished; reusing it")
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     for preset in args.presets:
         pre[preset] = pretrain(args, preset, store, work / "pretrain" / preset)
 
-    from finetune.table import format_table, read_entry
+    from graphmvp.finetune.table import format_table, read_entry
 
     runs = []
     for label, preset in METHODS.items():

@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from finetune.trainer import finetune
+    from graphmvp.finetune.trainer import finetune
 
     torch.set_num_threads(args.threads)
     work = Path(args.work)

@@ -35,11 +35,11 @@ import numpy as np
 import torch
 
 import graphmvp  # noqa: F401
-from finetune.data import TableOptions, load_dataset
-from finetune.losses import masked_mse
-from finetune.model import FinetuneModel
-from finetune.problems import batch_slices
-from finetune.splits import make_split
+from graphmvp.finetune.data import TableOptions, load_dataset
+from graphmvp.finetune.losses import masked_mse
+from graphmvp.finetune.model import FinetuneModel
+from graphmvp.finetune.problems import batch_slices
+from graphmvp.finetune.splits import make_split
 from graphmvp.models import GIN
 
 REPO = Path(__file__).resolve().parents[1]

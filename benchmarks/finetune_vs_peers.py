@@ -6,7 +6,7 @@ Methods (``--methods``, default all that can run):
   (upstream's settings) or the default protocol, no pretraining;
 * ``gin-paper-pretrained`` / ``gin-default-pretrained``: the same from ``--init`` (default the
   shipped ``graphmvp-bench1k`` checkpoint);
-* ``ecfp4_rf``, ``ecfp4_svm``, ``chemprop``: :mod:`finetune.peers` (the ``[bench]`` extra).
+* ``ecfp4_rf``, ``ecfp4_svm``, ``chemprop``: :mod:`graphmvp.finetune.peers` (the ``[bench]`` extra).
 
 Data sets (``--datasets``): ``freesolv``, ``esol``, ``lipo`` (scaffold split 80/10/10, RMSE),
 ``bbbp``, ``bace`` (scaffold split, ROC-AUC) from ``../shared/data/moleculenet`` (chemprop's CSV
@@ -44,8 +44,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from finetune.config import FinetuneConfig  # noqa: E402
-from finetune.errors import FinetuneError  # noqa: E402
+from graphmvp.finetune.config import FinetuneConfig  # noqa: E402
+from graphmvp.finetune.errors import FinetuneError  # noqa: E402
 from graphmvp.io import write_text_atomic  # noqa: E402
 from graphmvp.registry import Registry  # noqa: E402
 
@@ -130,7 +130,7 @@ METHODS: Registry = Registry("benchmark method")
 
 def _gin(protocol: str, pretrained: bool) -> Callable:
     def run(ds: BenchSet, seed: int, args, work: Path) -> dict:
-        from finetune.trainer import finetune
+        from graphmvp.finetune.trainer import finetune
 
         out = work / "runs" / ds.name.replace(":", "_") / f"gin-{protocol}-{'pre' if pretrained else 'scratch'}-s{seed}"
         cfg = ds.config(protocol=protocol, init=args.init if pretrained else None, seeds=(seed,), out=str(out),
@@ -152,7 +152,7 @@ for _protocol in ("paper", "default"):
 
 def _peer(name: str) -> Callable:
     def run(ds: BenchSet, seed: int, args, work: Path) -> dict:
-        from finetune.peers import peer_data, run_peer, score_peer
+        from graphmvp.finetune.peers import peer_data, run_peer, score_peer
 
         data = peer_data(ds.config(seeds=(seed,), progress=False), seed)
         options = {"work_dir": str(work / "chemprop" / ds.name.replace(":", "_") / f"s{seed}"),
@@ -238,7 +238,7 @@ def main(argv=None) -> int:
     except (FinetuneError, KeyError) as e:
         print(f"finetune_vs_peers: error: {e}", file=sys.stderr)
         return 2
-    from finetune.tasks import TASK_TYPES
+    from graphmvp.finetune.tasks import TASK_TYPES
 
     for ds in sets:
         for method in args.methods:

@@ -5,14 +5,14 @@ instead, in one resumable command:
 
 Rows: no pretraining (a randomly initialised GIN), each released checkpoint of
 ``checkpoints/manifest.json`` except the demo's (or ``--init LABEL=PATH`` for a local pretraining
-run), and the peers of :mod:`finetune.peers` (ECFP4 + random forest, ECFP4 + Tanimoto SVM/SVR,
+run), and the peers of :mod:`graphmvp.finetune.peers` (ECFP4 + random forest, ECFP4 + Tanimoto SVM/SVR,
 chemprop's D-MPNN with its CLI defaults; the optional ``[bench]`` extra).
 
 Columns: ROC-AUC on bbbp, tox21, sider, clintox, bace (and hiv with ``--tasks ... hiv``); RMSE on
 esol, lipophilicity, freesolv; MSE and CI on davis (and kiba). Every row of a column is measured on
 the same split: the GIN rows by ``graphmvp-finetune --protocol paper`` (scaffold 80/10/10 split,
 Hu et al.'s deterministic one; the GraphMVP paper's epochs, batch size, lr and dropout per task
-type, see :data:`finetune.tasks.TASK_TYPES`), the peers through :func:`finetune.peers.peer_data`,
+type, see :data:`graphmvp.finetune.tasks.TASK_TYPES`), the peers through :func:`graphmvp.finetune.peers.peer_data`,
 which reads and splits the data with the trainer's own code. DTA uses DeepDTA's setting-1 folds;
 the peers do not run there (they are molecule-only baselines).
 
@@ -44,8 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-from finetune.table import Entry, format_table  # noqa: E402
-from finetune.tasks import get_task  # noqa: E402
+from graphmvp.finetune.table import Entry, format_table  # noqa: E402
+from graphmvp.finetune.tasks import get_task  # noqa: E402
 from graphmvp.io import write_text_atomic  # noqa: E402
 
 log = logging.getLogger("moleculenet_table")
@@ -118,7 +118,7 @@ class Unit:
 
 def released_checkpoints(manifest_path: Optional[Path] = None) -> list[Method]:
     """Every checkpoint of the manifest except the demo's, by name (the fine-tuner resolves it)."""
-    from checkpoints.manifest import MANIFEST_PATH, load_manifest
+    from graphmvp.checkpoints.manifest import MANIFEST_PATH, load_manifest
 
     manifest = load_manifest(manifest_path or MANIFEST_PATH)
     return [Method(e.name, "gin", e.name) for e in manifest if e.name not in DEMO_CHECKPOINTS]
@@ -144,7 +144,7 @@ def plan(tasks: list[str], methods: list[Method], seeds: list[int]) -> list[Unit
 
 
 def _config(unit: Unit, shared: Path, work: Path, threads: int, overrides: dict):
-    from finetune.config import FinetuneConfig
+    from graphmvp.finetune.config import FinetuneConfig
 
     return FinetuneConfig(
         task=unit.task, data_file=str(shared / DATA_FILES[unit.task]), protocol="paper",
@@ -155,7 +155,7 @@ def _config(unit: Unit, shared: Path, work: Path, threads: int, overrides: dict)
 
 
 def run_gin(unit: Unit, shared: Path, work: Path, threads: int, overrides: dict) -> dict:
-    from finetune.trainer import finetune
+    from graphmvp.finetune.trainer import finetune
 
     cfg = _config(unit, shared, work, threads, overrides)
     summary = finetune(cfg, command=["benchmarks/moleculenet_table.py", unit.task, unit.method.label, str(unit.seed)])
@@ -173,7 +173,7 @@ def run_gin(unit: Unit, shared: Path, work: Path, threads: int, overrides: dict)
 
 
 def run_peer_unit(unit: Unit, shared: Path, work: Path, threads: int, overrides: dict) -> dict:
-    from finetune.peers import peer_data, run_peer, score_peer
+    from graphmvp.finetune.peers import peer_data, run_peer, score_peer
 
     cfg = _config(unit, shared, work, threads, overrides)
     data = peer_data(cfg, unit.seed)
@@ -308,7 +308,7 @@ def manifest_rows(rows: list[dict], method: str) -> dict:
 def update_manifest(rows: list[dict], manifest_path: Optional[Path] = None) -> list[str]:
     """Write every released checkpoint's rows into its manifest entry (``finetuning``); the
     manifest is validated before it replaces the old one. Returns the names updated."""
-    from checkpoints.manifest import MANIFEST_PATH, load_manifest
+    from graphmvp.checkpoints.manifest import MANIFEST_PATH, load_manifest
     from graphmvp.io import atomic_path
 
     path = manifest_path or MANIFEST_PATH

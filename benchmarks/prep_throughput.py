@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem, RDLogger
 
-from geom_prep.config import PrepConfig
-from geom_prep.pipeline import prepare
-from geom_prep.store_writer import concatenate_stores
+from graphmvp.prep.config import PrepConfig
+from graphmvp.prep.pipeline import prepare
+from graphmvp.prep.store_writer import concatenate_stores
 from graphmvp.data.store import ConformerStore
 
 RDLogger.DisableLog("rdApp.*")

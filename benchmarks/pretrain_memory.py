@@ -7,7 +7,7 @@
 Stores. A base store is prepared once with geom_prep from ``<shared>/geom_bench1k`` (1,000 MOSES
 molecules, 5 lowest-energy conformers each, explicit hydrogens; ``<shared>/geom_sample``'s 60
 molecules when absent). Each size is then synthesised by repeating real molecules with
-:func:`geom_prep.store_writer.concatenate_stores` (block copies of whole datasets, no Python
+:func:`graphmvp.prep.store_writer.concatenate_stores` (block copies of whole datasets, no Python
 loop over molecules): 10k = 10 x the base, 1M = 100 x the 10k store (~15 s, 3.3 GiB). They go to
 ``benchmarks/out/memory/`` (git-ignored: never commit them) and are reused when present with the
 right number of molecules.
@@ -91,8 +91,8 @@ def mib(kib: int) -> float:
 # -- stores ------------------------------------------------------------------------------------------
 def base_store(shared: Path, out: Path) -> Path:
     """The real molecules every synthetic store repeats (prepared once with geom_prep)."""
-    from geom_prep.config import PrepConfig
-    from geom_prep.pipeline import prepare
+    from graphmvp.prep.config import PrepConfig
+    from graphmvp.prep.pipeline import prepare
 
     out.mkdir(parents=True, exist_ok=True)
     for name in ("geom_bench1k", "geom_sample"):
@@ -120,7 +120,7 @@ def store_length(path: Path) -> int:
 def synthesise(sizes: list[int], base: Path, out: Path) -> dict[int, Path]:
     """A store of each size in ``sizes``, each made of copies of the largest smaller one built
     (the base store first): few inputs, large block copies."""
-    from geom_prep.store_writer import concatenate_stores
+    from graphmvp.prep.store_writer import concatenate_stores
     from graphmvp.data.store import ConformerStore
 
     with ConformerStore(base) as store:

@@ -106,8 +106,8 @@ def emit(figure: str, **values: Any) -> None:
 
 # -- data --------------------------------------------------------------------------------------------
 def benchmark_store(shared: Path, out: Path, n_mol: int, n_conf: int) -> tuple[Path, str]:
-    from geom_prep.config import PrepConfig
-    from geom_prep.pipeline import prepare
+    from graphmvp.prep.config import PrepConfig
+    from graphmvp.prep.pipeline import prepare
 
     out.mkdir(parents=True, exist_ok=True)
     geom = shared / "geom_bench1k" / "rdkit_folder"

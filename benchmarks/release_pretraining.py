@@ -21,7 +21,7 @@ survives the machine) and ``--figures/STATUS.md`` is rewritten: epochs done, las
 time per method.
 
 ``--release`` turns every finished run into a float16 file shipped with the package and an entry
-of ``checkpoints/manifest.json`` (``python -m checkpoints.release``): SHA-256, size, architecture
+of ``checkpoints/manifest.json`` (``python -m graphmvp.checkpoints.release``): SHA-256, size, architecture
 config, and the data card (corpus, molecule count, conformers, epochs, steps, final losses, wall
 time, the exact commands).
 """
@@ -150,7 +150,7 @@ def release(m: Release, args) -> int:
         argv += ["--manifest", str(args.manifest)]
     argv += ["--note", "budget: one sample per molecule per epoch (--conformer-sampling random), the same number of "
              "optimiser steps for every released method; upstream trains 100 epochs over every (molecule, conformer) pair"]
-    from checkpoints.release import main as release_main
+    from graphmvp.checkpoints.release import main as release_main
 
     return release_main(argv)
 

@@ -134,7 +134,7 @@ def measure_speed(args, label: str, flags: list[str], store: Path, run_dir: Path
 
 def rmse_cell(run_dir: Path, which: str) -> str:
     """``mean (std)`` of the test RMSE at the best-validation (``"best"``) or last epoch."""
-    from finetune.table import read_entry
+    from graphmvp.finetune.table import read_entry
 
     entry = read_entry(run_dir, which)
     return f"{entry.mean:.3f} ({entry.std:.3f})"
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
         args.gen_confs, args.hydrogens, args.prep_workers = None, "keep", 2
         prepare_store(args, store)
     if not labels_current(store):
-        run([sys.executable, "-m", "geom_prep.cli", "labels", str(store)])
+        run([sys.executable, "-m", "graphmvp.prep.cli", "labels", str(store)])
 
     pre: dict[str, dict] = {}
     for label in args.methods:

@@ -1,6 +1,6 @@
 """Released pretrained weights: the manifest and verified downloads.
 
->>> from checkpoints import load_manifest, fetch
+>>> from graphmvp.checkpoints import load_manifest, fetch
 >>> [e.name for e in load_manifest()]          # what exists
 >>> path = fetch("<name>")                      # shipped copy, cache, or verified download
 
@@ -10,7 +10,7 @@ loading them works offline. Loading the weights themselves is
 :func:`graphmvp.pretrained.load_pretrained`. This package does not import torch.
 """
 
-from checkpoints.fetch import (
+from graphmvp.checkpoints.fetch import (
     MIRRORS_ENV,
     cache_path,
     checkpoint_cache_dir,
@@ -19,7 +19,7 @@ from checkpoints.fetch import (
     fetch,
     sources_for,
 )
-from checkpoints.manifest import (
+from graphmvp.checkpoints.manifest import (
     MANIFEST_PATH,
     PACKAGE_DIR,
     REQUIRED_CONFIG_KEYS,

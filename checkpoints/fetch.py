@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 
 from graphmvp.download import DownloadError, cache_dir, download, sha256_file
 
-from checkpoints.manifest import CheckpointEntry, Manifest, load_manifest
+from graphmvp.checkpoints.manifest import CheckpointEntry, Manifest, load_manifest
 
 __all__ = [
     "MIRRORS_ENV",

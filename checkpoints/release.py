@@ -2,7 +2,7 @@
 
 ::
 
-    python -m checkpoints.release runs/graphmvp-bench1k --name graphmvp-bench1k \\
+    python -m graphmvp.checkpoints.release runs/graphmvp-bench1k --name graphmvp-bench1k \\
         --description "..." --data "..." --command "graphmvp-prep ...; graphmvp-pretrain ..." \\
         --dtype float16 --ship --url-base https://github.com/graphmvp/graphmvp/releases/download/v0.1.0
 
@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from checkpoints.manifest import MANIFEST_FORMAT_VERSION, MANIFEST_PATH, load_manifest
+from graphmvp.checkpoints.manifest import MANIFEST_FORMAT_VERSION, MANIFEST_PATH, load_manifest
 from graphmvp.io import atomic_path
 
 #: run config fields copied into the recipe (what determines the weights)
@@ -81,7 +81,7 @@ def make_release(run: Path, dest: Path, dtype: str = "float32") -> dict[str, Any
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m checkpoints.release", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m graphmvp.checkpoints.release", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="pretraining run folder (model_2d.pt, config.yaml, metrics.csv)")
     p.add_argument("--name", required=True)

@@ -11,7 +11,7 @@ Examples::
     graphmvp-finetune --task davis --init runs/graphmvp --data-file DeepDTA/data/davis
     graphmvp-finetune table runs/ft/*                                  # paper-style table
     graphmvp-finetune tasks                                            # the registered tasks
-    torchrun --nproc_per_node=2 -m finetune.cli --task bbbp --init runs/graphmvp   # DDP (docs/distributed.md)
+    torchrun --nproc_per_node=2 -m graphmvp.finetune.cli --task bbbp --init runs/graphmvp   # DDP (docs/distributed.md)
 
 Every option that changes the numbers is recorded in OUT/config.json and OUT/summary.json.
 Exit codes: 0 done, 2 bad input (one line on stderr, before any training), 1 training failed
@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Optional
 
-from finetune.errors import FinetuneError
+from graphmvp.finetune.errors import FinetuneError
 from graphmvp.distributed import DEFAULT_TIMEOUT_S, DistributedError, launch_env, record_errors
 
 PROG = "graphmvp-finetune"
@@ -147,7 +147,7 @@ def build_predict_parser() -> argparse.ArgumentParser:
 
 
 def _predict(argv: list[str]) -> int:
-    from finetune.predict import predict_to_csv
+    from graphmvp.finetune.predict import predict_to_csv
 
     args = build_predict_parser().parse_args(argv)
     data = Path(args.data_file)
@@ -157,8 +157,8 @@ def _predict(argv: list[str]) -> int:
 
 
 def _run(argv: list[str]) -> int:
-    from finetune.config import FinetuneConfig
-    from finetune.trainer import NonFiniteLoss, finetune
+    from graphmvp.finetune.config import FinetuneConfig
+    from graphmvp.finetune.trainer import NonFiniteLoss, finetune
 
     args = build_run_parser().parse_args(argv)
     fields = vars(args)
@@ -195,14 +195,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         argv = argv[1:]
     try:
         if command == "tasks":
-            from finetune.tasks import describe_tasks
+            from graphmvp.finetune.tasks import describe_tasks
 
             print(describe_tasks())
             return 0
         if command == "predict":
             return _predict(argv)
         if command == "table":
-            from finetune.table import table
+            from graphmvp.finetune.table import table
 
             args = build_table_parser().parse_args(argv)
             print(table(args.runs, fmt=args.format, epoch=args.epoch, metric=args.metric))

@@ -2,7 +2,7 @@
 
 :class:`FinetuneConfig` holds every choice that moves the numbers; fields left ``None`` are filled
 by :meth:`FinetuneConfig.resolved` from the task's registry entry (columns, task type) and its
-task type's protocol defaults (:data:`finetune.tasks.TASK_TYPES`: dropout 0.5 classification /
+task type's protocol defaults (:data:`graphmvp.finetune.tasks.TASK_TYPES`: dropout 0.5 classification /
 0.2 regression and DTA, 100 epochs (DTA 200), lr 1e-3 (DTA 5e-4), batch size 256). Everything is
 checked before any data is read or any weight is loaded; problems raise :class:`FinetuneError`
 with a one-line message naming the option.
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from finetune.errors import FinetuneError
-from finetune.model import HEADS
-from finetune.splits import SPLITS
-from finetune.tasks import TASK_TYPES, TaskSpec, get_task
+from graphmvp.finetune.errors import FinetuneError
+from graphmvp.finetune.model import HEADS
+from graphmvp.finetune.splits import SPLITS
+from graphmvp.finetune.tasks import TASK_TYPES, TaskSpec, get_task
 from graphmvp.distributed import DistOptionError, check_device_name
 from graphmvp.models import JK_MODES, READOUTS
 from graphmvp.models.graphgps import RWSE_NORMS
@@ -56,11 +56,11 @@ class FinetuneConfig:
     Optimisation: ``epochs``, ``batch_size``, ``lr``, ``weight_decay`` (Adam), ``encoder_lr_scale``
     (encoder lr = lr x this), ``freeze_encoder`` (linear probe: encoder frozen and in eval mode),
     ``standardize`` (regression: train on targets standardised with the training split's mean
-    and std; metrics in original units), ``lr_schedule`` (:data:`finetune.protocols.SCHEDULES`),
+    and std; metrics in original units), ``lr_schedule`` (:data:`graphmvp.finetune.protocols.SCHEDULES`),
     ``warmup_epochs``, ``patience`` (stop after this many epochs without a better validation
     value; 0 = never), ``grad_clip`` (max gradient norm; 0 = none).
 
-    ``protocol`` (:data:`finetune.protocols.PROTOCOLS`: ``default`` or ``paper``) fills every
+    ``protocol`` (:data:`graphmvp.finetune.protocols.PROTOCOLS`: ``default`` or ``paper``) fills every
     option above (and ``head``) left ``None``; the task type then fills dropout, epochs, lr and
     batch size.
 
@@ -165,7 +165,7 @@ class FinetuneConfig:
 
     def encoder_options(self) -> dict[str, Any]:
         """The given GraphGPS options under the encoder's constructor names (for
-        :func:`finetune.model.build_encoder`)."""
+        :func:`graphmvp.finetune.model.build_encoder`)."""
         given = {"hidden_dim": self.gps_hidden_dim, "heads": self.gps_heads, "attn_dropout": self.gps_attn_dropout,
                  "rwse_norm": self.gps_rwse_norm}
         return {k: v for k, v in given.items() if v is not None}
@@ -186,7 +186,7 @@ class FinetuneConfig:
             c.task_type = spec.task_type
             c.task = spec.name  # an alias (lipo) becomes the registered name
             # columns not given stay None: they come from the task's layout that the data
-            # file's header fits (finetune.problems.resolve_columns), recorded in the summary
+            # file's header fits (graphmvp.finetune.problems.resolve_columns), recorded in the summary
         else:
             if c.task_type is None:
                 raise FinetuneError("--task-type is required for own data; allowed: classification, regression")
@@ -228,7 +228,7 @@ class FinetuneConfig:
                 raise FinetuneError(f"--split-fractions {list(fr)}: three numbers in [0, 1] summing to 1")
 
         # protocol defaults: the protocol's values, then the task type's, for every option left unset
-        from finetune.protocols import PROTOCOLS, SCHEDULES
+        from graphmvp.finetune.protocols import PROTOCOLS, SCHEDULES
 
         if c.protocol not in PROTOCOLS:
             raise FinetuneError(f"--protocol {c.protocol!r}: allowed: {', '.join(PROTOCOLS.names())}")
@@ -274,7 +274,7 @@ class FinetuneConfig:
             raise FinetuneError(f"--pooling {c.pooling!r}: allowed: {', '.join(READOUTS)}")
         if c.head not in HEADS:
             raise FinetuneError(f"--head {c.head!r}: allowed: {', '.join(HEADS.names())}")
-        from finetune.dta import PROTEIN_ENCODERS
+        from graphmvp.finetune.dta import PROTEIN_ENCODERS
 
         if c.protein_encoder not in PROTEIN_ENCODERS:
             raise FinetuneError(f"--protein-encoder {c.protein_encoder!r}: allowed: {', '.join(PROTEIN_ENCODERS.names())}")

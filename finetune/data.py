@@ -54,10 +54,10 @@ import torch
 from rdkit import Chem, RDLogger
 
 import graphmvp  # noqa: F401  (sets DGLBACKEND before dgl is imported)
-from finetune.errors import FinetuneError
-from finetune.tasks import TaskSpec, get_task_type
-from geom_prep import reasons
-from geom_prep.store_writer import write_store
+from graphmvp.finetune.errors import FinetuneError
+from graphmvp.finetune.tasks import TaskSpec, get_task_type
+from graphmvp.prep import reasons
+from graphmvp.prep.store_writer import write_store
 from graphmvp.data.collate import batch_mol_graphs
 from graphmvp.data.masking import MolGraph
 from graphmvp.data.store import ConformerStore, Molecule, SkipRecord, write_checksums

@@ -46,8 +46,8 @@ from torch import Tensor, nn
 import graphmvp  # noqa: F401  (sets DGLBACKEND before dgl is imported)
 import dgl
 
-from finetune.errors import FinetuneError
-from finetune.tasks import DEEPDTA_FILES, TaskSpec
+from graphmvp.finetune.errors import FinetuneError
+from graphmvp.finetune.tasks import DEEPDTA_FILES, TaskSpec
 from graphmvp.data.collate import batch_mol_graphs
 from graphmvp.data.masking import MolGraph
 from graphmvp.features import UNSUPPORTED, SmilesError, downstream_graph, parse_smiles
@@ -203,7 +203,7 @@ def locate_deepdta(spec: TaskSpec, data_dir: Optional[str] = None, urls: Optiona
         if not path.is_dir():
             raise FinetuneError(f"--data-file {path}: a DTA task needs the DeepDTA data folder ({', '.join(DEEPDTA_FILES)})")
         return path
-    from finetune.data import datasets_dir, fetch_file
+    from graphmvp.finetune.data import datasets_dir, fetch_file
 
     bases = list(urls) if urls else list(spec.urls)
     for rel in spec.files:

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 import graphmvp  # noqa: F401  (sets DGLBACKEND before dgl is imported)
 import dgl
 
-from finetune.errors import FinetuneError
+from graphmvp.finetune.errors import FinetuneError
 from graphmvp.models import READOUTS, graph_readout
 from graphmvp.models import build_encoder as build_registered_encoder
 from graphmvp.registry import Registry

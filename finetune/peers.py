@@ -6,9 +6,9 @@ Every peer is a callable registered in :data:`PEERS` under its name::
 
 :class:`PeerData` holds the SMILES and labels ([n, T], NaN = missing) of the train, valid and
 test parts and the task type; :func:`peer_data` builds it from a :class:`FinetuneConfig` through
-the same code the trainer uses (:func:`finetune.problems.build_problem` and the problem's split of
+the same code the trainer uses (:func:`graphmvp.finetune.problems.build_problem` and the problem's split of
 the seed), so the rows are those of ``seed_<s>/split.json``. :func:`score_peer` scores the
-predictions with :func:`finetune.metrics.compute_metrics` - the metrics of the fine-tuning runs
+predictions with :func:`graphmvp.finetune.metrics.compute_metrics` - the metrics of the fine-tuning runs
 (ROC-AUC per task averaged over the tasks with both classes; RMSE/MAE over the valid labels).
 
 Peers (scikit-learn and chemprop are the optional ``[bench]`` extra, imported when a peer runs):
@@ -46,10 +46,10 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from finetune.errors import FinetuneError
-from finetune.metrics import compute_metrics
-from finetune.splits import PARTS
-from finetune.tasks import TASK_TYPES
+from graphmvp.finetune.errors import FinetuneError
+from graphmvp.finetune.metrics import compute_metrics
+from graphmvp.finetune.splits import PARTS
+from graphmvp.finetune.tasks import TASK_TYPES
 from graphmvp.registry import Registry
 
 BENCH_HINT = "pip install graphmvp[bench]"
@@ -321,9 +321,9 @@ def chemprop_dmpnn(data: PeerData, seed: int, epochs: Optional[int] = None, work
 
 
 def peer_data(config, seed: int) -> PeerData:
-    """The parts of ``seed`` of a :class:`~finetune.config.FinetuneConfig`'s data, read and split
+    """The parts of ``seed`` of a :class:`~graphmvp.finetune.config.FinetuneConfig`'s data, read and split
     by the trainer's own code (same molecules, same rows)."""
-    from finetune.problems import build_problem
+    from graphmvp.finetune.problems import build_problem
 
     cfg = config.resolved()
     problem = build_problem(cfg)

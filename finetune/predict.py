@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from finetune.data import RawTable, featurise_table
-from finetune.errors import FinetuneError
-from finetune.problems import batch_slices
+from graphmvp.finetune.data import RawTable, featurise_table
+from graphmvp.finetune.errors import FinetuneError
+from graphmvp.finetune.problems import batch_slices
 from graphmvp.data.collate import batch_mol_graphs
 from graphmvp.data.masking import MolGraph
 from graphmvp.io import write_bytes_atomic
@@ -59,7 +59,7 @@ def _read_smiles(data_file: str | Path, smiles_col: str) -> list[str]:
 def predict_molecules(models: Sequence[Path], smiles: list[str], batch_size: int = 256) -> tuple[np.ndarray, list[str], dict]:
     """Predictions [M, n, T] of each model for ``smiles`` (NaN rows for skipped molecules), the
     task names, and ``{row: reason}`` of the skipped rows."""
-    from finetune.trainer import load_finetuned
+    from graphmvp.finetune.trainer import load_finetuned
 
     loaded = [load_finetuned(m) for m in models]
     hydrogens = {p.get("hydrogens", "drop") for _, p in loaded}

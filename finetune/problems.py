@@ -1,15 +1,15 @@
 """What the training loop trains on: molecule property prediction or drug-target affinity.
 
 A *problem* owns the featurised data, the split of one seed and the way batches are built and
-predictions computed; the loop in :mod:`finetune.trainer` does not know which kind it runs.
+predictions computed; the loop in :mod:`graphmvp.finetune.trainer` does not know which kind it runs.
 
-* :class:`MoleculeProblem`: a :class:`~finetune.data.MolDataset`; inputs are batched molecule
+* :class:`MoleculeProblem`: a :class:`~graphmvp.finetune.data.MolDataset`; inputs are batched molecule
   graphs, targets [B, T].
 * :class:`DTAProblem`: a DeepDTA data set; inputs are (drug graphs, protein tokens), targets
   [B, 1]. Evaluation embeds each drug and protein once and runs the head on the pairs (the
   encoders are deterministic in eval mode, so this equals a per-pair forward pass).
 
-:func:`build_problem` reads the data for a resolved :class:`~finetune.config.FinetuneConfig`
+:func:`build_problem` reads the data for a resolved :class:`~graphmvp.finetune.config.FinetuneConfig`
 (downloading when needed) and raises :class:`FinetuneError` for bad input before training.
 """
 
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from finetune.config import FinetuneConfig
-from finetune.data import (
+from graphmvp.finetune.config import FinetuneConfig
+from graphmvp.finetune.data import (
     MolDataset,
     TableOptions,
     chem_dataset_processed_count,
@@ -32,11 +32,11 @@ from finetune.data import (
     locate_data_file,
     read_csv_header,
 )
-from finetune.dta import DTAData, DTAEncoded, DTAModel, encode_dta, load_deepdta, locate_deepdta, validation_split
-from finetune.errors import FinetuneError
-from finetune.model import FinetuneModel
-from finetune.splits import PARTS, Split, make_split
-from finetune.tasks import TaskSpec
+from graphmvp.finetune.dta import DTAData, DTAEncoded, DTAModel, encode_dta, load_deepdta, locate_deepdta, validation_split
+from graphmvp.finetune.errors import FinetuneError
+from graphmvp.finetune.model import FinetuneModel
+from graphmvp.finetune.splits import PARTS, Split, make_split
+from graphmvp.finetune.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 

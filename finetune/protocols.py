@@ -1,13 +1,13 @@
 """Fine-tuning protocols (named sets of defaults) and learning-rate schedules.
 
 A protocol fills every option the user left unset (``None`` in
-:class:`~finetune.config.FinetuneConfig`); options given explicitly always win. The resolved values
+:class:`~graphmvp.finetune.config.FinetuneConfig`); options given explicitly always win. The resolved values
 are what ``config.json`` records.
 
 ``paper``
     Upstream GraphMVP / Hu et al. fine-tuning, bit for bit what this package did before protocols
     existed (pinned by ``tests/test_finetune_paper_pin.py``): the task type's dropout, epochs, lr
-    and batch size (:data:`finetune.tasks.TASK_TYPES`), raw regression targets, a linear head,
+    and batch size (:data:`graphmvp.finetune.tasks.TASK_TYPES`), raw regression targets, a linear head,
     a constant lr, no weight decay, no clipping, no early stopping. Use it to reproduce tables.
 ``default``
     For users (measurements in ``docs/benchmarks.md``, "Fine-tuning protocol"): batch 32 (enough

@@ -43,7 +43,7 @@ import numpy as np
 from rdkit import RDLogger
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
-from finetune.errors import FinetuneError
+from graphmvp.finetune.errors import FinetuneError
 from graphmvp.registry import Registry
 
 PARTS = ("train", "valid", "test")

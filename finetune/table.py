@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from finetune.errors import FinetuneError
+from graphmvp.finetune.errors import FinetuneError
 
 PAPER_ORDER = ("bbbp", "tox21", "toxcast", "sider", "clintox", "muv", "hiv", "bace",
                "esol", "freesolv", "lipophilicity", "malaria", "cep", "davis", "kiba")

@@ -3,7 +3,7 @@
 Every task is a :class:`TaskSpec` registered in :data:`TASKS` under its command-line name
 (``graphmvp-finetune --task NAME``). A spec states, for one data file: the download URL(s), the
 file name in the cache, the SHA-256 when it is known in advance (otherwise it is learnt on the
-first download and recorded in the cache's checksum manifest, see :mod:`finetune.data`), the
+first download and recorded in the cache's checksum manifest, see :mod:`graphmvp.finetune.data`), the
 SMILES column, the label columns, the columns that are not labels, the task type and the metric.
 
 Task types (:data:`TASK_TYPES`) carry the protocol defaults of the GraphMVP paper
@@ -34,7 +34,7 @@ MOLECULENET_BASE = "https://deepchemdata.s3-us-west-1.amazonaws.com/datasets/"
 NEURAL_FINGERPRINT_BASE = "https://raw.githubusercontent.com/HIPS/neural-fingerprint/master/data/"
 DEEPDTA_BASE = "https://raw.githubusercontent.com/hkmztrk/DeepDTA/master/data/"
 
-#: the files of one DeepDTA data set, relative to its folder (see finetune.dta)
+#: the files of one DeepDTA data set, relative to its folder (see graphmvp.finetune.dta)
 DEEPDTA_FILES = (
     "ligands_can.txt",
     "proteins.txt",

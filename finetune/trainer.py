@@ -1,6 +1,6 @@
 """The fine-tuning loop and the run folder it writes.
 
-:func:`finetune` runs one :class:`~finetune.config.FinetuneConfig` for every seed and returns the
+:func:`finetune` runs one :class:`~graphmvp.finetune.config.FinetuneConfig` for every seed and returns the
 summary (also written as ``summary.json``). Order of work: resolve and check the options, check
 the output folder, load the encoder once to check it fits, read and featurise the data (or read
 the cache), make every seed's split - every bad input fails here, with a one-line
@@ -56,15 +56,15 @@ import numpy as np
 import torch
 
 import graphmvp
-from finetune.config import FinetuneConfig
-from finetune.data import write_skipped_tsv
-from finetune.errors import FinetuneError
-from finetune.losses import LOSSES
-from finetune.metrics import compute_metrics, multitask_roc_auc
-from finetune.model import EncoderInit, build_encoder, count_parameters
-from finetune.problems import batch_slices, build_problem
-from finetune.protocols import make_scheduler
-from finetune.tasks import TASK_TYPES, TaskType
+from graphmvp.finetune.config import FinetuneConfig
+from graphmvp.finetune.data import write_skipped_tsv
+from graphmvp.finetune.errors import FinetuneError
+from graphmvp.finetune.losses import LOSSES
+from graphmvp.finetune.metrics import compute_metrics, multitask_roc_auc
+from graphmvp.finetune.model import EncoderInit, build_encoder, count_parameters
+from graphmvp.finetune.problems import batch_slices, build_problem
+from graphmvp.finetune.protocols import make_scheduler
+from graphmvp.finetune.tasks import TASK_TYPES, TaskType
 from graphmvp.distributed import (
     DEFAULT_TIMEOUT_S,
     SINGLE_PROCESS,
@@ -78,7 +78,7 @@ from graphmvp.distributed import (
 )
 from graphmvp.io import atomic_path, write_bytes_atomic
 
-log = logging.getLogger("finetune")
+log = logging.getLogger("graphmvp.finetune")
 
 RUN_FORMAT = "graphmvp-finetune-run-v1"
 MODEL_FORMAT = "graphmvp-finetune-model-v1"
@@ -190,7 +190,7 @@ class _OnDevice:
 
 
 def global_slices(n: int, batch_size: int, world_size: int) -> list[slice]:
-    """The global batches of a training order of ``n``: :func:`~finetune.problems.batch_slices`,
+    """The global batches of a training order of ``n``: :func:`~graphmvp.finetune.problems.batch_slices`,
     and under DDP a last batch smaller than ``world_size`` merged into the one before (every rank
     needs a molecule; for 2 ranks this changes nothing)."""
     slices = batch_slices(n, batch_size)
@@ -617,7 +617,7 @@ def _plot(path: Path, results: list[SeedResult], ttype: TaskType, summary: dict)
 def load_finetuned(path: str | os.PathLike):
     """Rebuild a model saved with ``save_model`` (``seed_<s>/best_model.pt``): returns
     ``(model in eval mode, payload)``. Molecule tasks only."""
-    from finetune.model import FinetuneModel
+    from graphmvp.finetune.model import FinetuneModel
     from graphmvp.pretrained import encoder_from_config
 
     payload = torch.load(path, map_location="cpu", weights_only=True)

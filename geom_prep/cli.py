@@ -1,4 +1,4 @@
-"""``graphmvp-prep``: prepare conformer stores (thin layer over :mod:`geom_prep.pipeline`).
+"""``graphmvp-prep``: prepare conformer stores (thin layer over :mod:`graphmvp.prep.pipeline`).
 
     graphmvp-prep run INPUT -o STORE.h5 [options]     (``run`` may be left out)
     graphmvp-prep info STORE.h5 [--skipped]
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from geom_prep.config import HYDROGEN_MODES, SELECT_RULES, SOURCE_NAMES, PrepConfig, PrepError, parse_shard
+from graphmvp.prep.config import HYDROGEN_MODES, SELECT_RULES, SOURCE_NAMES, PrepConfig, PrepError, parse_shard
 
 COMMANDS = ("run", "info", "merge", "motifs", "labels")
 
@@ -100,13 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     command = ["graphmvp-prep", *argv]
     try:
         if args.command == "run":
-            from geom_prep.pipeline import prepare
+            from graphmvp.prep.pipeline import prepare
 
             fields = {k: v for k, v in vars(args).items() if k != "command"}
             result = prepare(PrepConfig(**fields), command=command)
             _print_result(result)
         elif args.command == "merge":
-            from geom_prep.merge import merge_stores
+            from graphmvp.prep.merge import merge_stores
 
             result = merge_stores(args.shards, args.output, overwrite=args.overwrite, command=command)
             _print_result(result)

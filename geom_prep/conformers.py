@@ -10,7 +10,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem, rdDistGeom
 from rdkit.Chem import rdForceFieldHelpers as ff
 
-from geom_prep.reasons import EMBEDDING_FAILED, NO_MMFF_PARAMETERS, TIMEOUT, Skip
+from graphmvp.prep.reasons import EMBEDDING_FAILED, NO_MMFF_PARAMETERS, TIMEOUT, Skip
 
 MMFF_MAX_ITERS = 2000
 #: RDKit stops an embedding after ``EmbedParameters.timeout`` seconds (RDKit >= 2024.09); older

@@ -8,10 +8,10 @@ from pathlib import Path
 from rdkit import Chem
 from rdkit.rdBase import BlockLogs
 
-from geom_prep.config import PrepError
-from geom_prep.sources.smiles import find_smiles_column, is_smi_file, open_text, read_smiles_file
+from graphmvp.prep.config import PrepError
+from graphmvp.prep.sources.smiles import find_smiles_column, is_smi_file, open_text, read_smiles_file
 
-log = logging.getLogger("geom_prep")
+log = logging.getLogger("graphmvp.prep")
 
 
 def _headerless_smiles(path: Path) -> list[str] | None:

@@ -9,8 +9,8 @@ from typing import Sequence
 
 import h5py
 
-from geom_prep.config import PrepConfig, PrepError
-from geom_prep.pipeline import PrepResult, assemble
+from graphmvp.prep.config import PrepConfig, PrepError
+from graphmvp.prep.pipeline import PrepResult, assemble
 
 
 def merge_stores(inputs: Sequence[str], output: str, overwrite: bool = False, command: Sequence[str] = ()) -> PrepResult:

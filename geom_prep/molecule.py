@@ -7,7 +7,7 @@ from rdkit import Chem
 
 from graphmvp.data.store import BOLTZMANN_KCAL, Molecule
 from graphmvp.features import UnsupportedMolecule, graph_features
-from geom_prep.reasons import UNSUPPORTED_MOLECULE, Skip
+from graphmvp.prep.reasons import UNSUPPORTED_MOLECULE, Skip
 
 ROOM_TEMPERATURE = 298.15
 

@@ -32,14 +32,14 @@ from rdkit import RDLogger
 from tqdm import tqdm
 
 from graphmvp.data.store import ConformerStore, SkipRecord
-from geom_prep.config import LEGACY_DEFAULTS, PrepConfig, PrepError
-from geom_prep.exclude import load_excluded
-from geom_prep.reasons import UNEXPECTED_ERROR, Skip, is_conformer_level
-from geom_prep.sources import Candidate, Source, build_source
-from geom_prep.store_writer import concatenate_stores, write_store
+from graphmvp.prep.config import LEGACY_DEFAULTS, PrepConfig, PrepError
+from graphmvp.prep.exclude import load_excluded
+from graphmvp.prep.reasons import UNEXPECTED_ERROR, Skip, is_conformer_level
+from graphmvp.prep.sources import Candidate, Source, build_source
+from graphmvp.prep.store_writer import concatenate_stores, write_store
 from graphmvp.io import LockedError, atomic_path, write_text_atomic, writer_lock
 
-log = logging.getLogger("geom_prep")
+log = logging.getLogger("graphmvp.prep")
 
 RUN_FILE = "run.json"
 

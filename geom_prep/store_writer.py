@@ -18,7 +18,7 @@ import numpy as np
 import graphmvp
 from graphmvp.io import atomic_path
 from graphmvp.data.store import FORMAT_VERSION, OFFSET_KEYS, Molecule, SkipRecord, write_checksums
-from geom_prep.reasons import is_conformer_level
+from graphmvp.prep.reasons import is_conformer_level
 
 STR = h5py.string_dtype()
 

@@ -5,7 +5,12 @@
 2. pretrain GraphMVP on it (released settings and upstream model sizes, but 2 epochs of batch
    128 instead of 100 of 256, so that it takes about a minute on 2 cores);
 3. fine-tune the pretrained 2D encoder on FreeSolv (scaffold split, 1 seed, 20 epochs of batch 32) when
-   ``../shared/data/freesolv.csv`` is present (it is not bundled), and print the result table.
+   ``../shared/data/freesolv.csv`` (relative to the current folder: the repository's checkout when
+   run by ``make demo``) or ``--freesolv FILE`` is present (it is not bundled), and print the result
+   table; otherwise say that the step was skipped and why.
+
+The demo molecules are package data (``importlib.resources``), so the demo runs the same from a
+wheel as from a checkout.
 
 Everything is written under ``--out`` (default ``runs/demo``); each step's folder holds its
 resolved config and log.
@@ -21,8 +26,9 @@ from pathlib import Path
 
 
 def demo_smiles_path() -> Path:
-    """The bundled demo SMILES file (see geom_prep/demo/SOURCE.md for its source and licence)."""
-    return Path(str(resources.files("geom_prep") / "demo" / "zinc_demo.csv"))
+    """The bundled demo SMILES file, a package resource (see geom_prep/demo/SOURCE.md in the repository
+    for its source and licence)."""
+    return Path(str(resources.files("graphmvp.prep") / "demo" / "zinc_demo.csv"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--freesolv", default=str(default_freesolv()), help="FreeSolv CSV for step 3 (skipped if absent)")
     args = parser.parse_args(argv)
 
-    from geom_prep.config import PrepConfig, PrepError
-    from geom_prep.pipeline import prepare
+    from graphmvp.prep.config import PrepConfig, PrepError
+    from graphmvp.prep.pipeline import prepare
     from graphmvp.data.store import ConformerStore
 
     out = Path(args.out)
@@ -65,11 +71,12 @@ def main(argv: list[str] | None = None) -> int:
 
     freesolv = Path(args.freesolv)
     if not freesolv.is_file():
-        print(f"[3/3] skipped: {freesolv} not found (FreeSolv is not bundled; pass --freesolv FILE)")
+        print(f"[3/3] skipped: FreeSolv not found at {freesolv} ({freesolv.absolute()}); it is not bundled: "
+              "pass --freesolv FILE or run from a folder with ../shared/data/freesolv.csv")
         return 0
-    from finetune.config import FinetuneConfig
-    from finetune.table import table
-    from finetune.trainer import finetune
+    from graphmvp.finetune.config import FinetuneConfig
+    from graphmvp.finetune.table import table
+    from graphmvp.finetune.trainer import finetune
 
     ft_dir = out / "finetune_freesolv"
     print(f"[3/3] fine-tuning on FreeSolv ({freesolv}) from the pretrained encoder -> {ft_dir}", flush=True)
@@ -80,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def default_freesolv() -> Path:
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "freesolv.csv"
+    """``../shared/data/freesolv.csv`` from the current folder (real data lives beside the checkout,
+    never inside the installed package)."""
+    return Path("..") / "shared" / "data" / "freesolv.csv"
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _list(manifest, verify: bool) -> int:
-    from checkpoints import checkpoint_cache_dir, checkpoint_status
+    from graphmvp.checkpoints import checkpoint_cache_dir, checkpoint_status
 
     print(f"cache: {checkpoint_cache_dir()}   (set GRAPHMVP_HOME to move it)")
     if len(manifest) == 0:
@@ -86,7 +86,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from checkpoints import ManifestError, fetch, load_manifest
+    from graphmvp.checkpoints import ManifestError, fetch, load_manifest
     from graphmvp.download import ChecksumError, DownloadProblem
 
     try:

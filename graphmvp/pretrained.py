@@ -125,11 +125,11 @@ def resolve_init(name_or_path: PathLike, *, urls: Sequence[str] | None = None, m
     * an existing file: that file;
     * an existing folder: a pretraining run folder, its ``model_2d.pt``;
     * otherwise a released checkpoint name (``graphmvp-download list``): the verified local copy
-      (shipped with the package, cached, or downloaded now; see :func:`checkpoints.fetch`).
+      (shipped with the package, cached, or downloaded now; see :func:`graphmvp.checkpoints.fetch`).
 
     An existing path wins over a checkpoint name of the same spelling. Raises ``ValueError`` when
     the argument is neither (listing the released names), :class:`CheckpointError` for a run
-    folder without ``model_2d.pt``, and the download errors of :func:`checkpoints.fetch`.
+    folder without ``model_2d.pt``, and the download errors of :func:`graphmvp.checkpoints.fetch`.
     """
     if not isinstance(name_or_path, (str, os.PathLike)) or not os.fspath(name_or_path):
         raise ValueError(f"expected a checkpoint name, an encoder file or a run folder, got {name_or_path!r}")
@@ -144,7 +144,7 @@ def resolve_init(name_or_path: PathLike, *, urls: Sequence[str] | None = None, m
                 f"(graphmvp-pretrain --out) whose first epoch has finished"
             )
         return encoder
-    from checkpoints import fetch, load_manifest
+    from graphmvp.checkpoints import fetch, load_manifest
 
     manifest = manifest if manifest is not None else load_manifest()
     name = os.fspath(name_or_path)
@@ -405,7 +405,7 @@ def load_pretrained(name_or_path: PathLike, *, device: str | torch.device = "cpu
     path = resolve_init(name_or_path, urls=urls, mirrors=mirrors, manifest=manifest, progress=progress)
     model, config = load_encoder_file(path, expect=expect, map_location=device)
     if not Path(os.fspath(name_or_path)).expanduser().exists():  # it was a released name
-        from checkpoints import load_manifest
+        from graphmvp.checkpoints import load_manifest
 
         entry = (manifest if manifest is not None else load_manifest()).get(os.fspath(name_or_path))
         differ = [f"{k}: manifest {v!r}, file {config.get(k)!r}" for k, v in entry.config.items() if config.get(k) != v]

@@ -58,7 +58,7 @@ def geom_sample(shared_data) -> Path:
 
 def _run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "geom_prep.cli", *map(str, args)],
+        [sys.executable, "-m", "graphmvp.prep.cli", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd or REPO,
@@ -68,5 +68,5 @@ def _run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subpr
 
 @pytest.fixture
 def run_cli():
-    """Run ``graphmvp-prep`` as ``python -m geom_prep.cli ARGS`` with this interpreter."""
+    """Run ``graphmvp-prep`` as ``python -m graphmvp.prep.cli ARGS`` with this interpreter."""
     return _run_cli

@@ -104,7 +104,7 @@ def test_learnable_distribution_uses_a_trained_scorer_run(tmp_path):
     run's ``objectives.2d.scorer`` weights."""
     import numpy as np
 
-    from geom_prep.store_writer import write_store
+    from graphmvp.prep.store_writer import write_store
     from graphmvp.analysis.masked_targets import learnable_scores
     from graphmvp.pretrain import pretrain, resolve_config
     from molecule_fixture import molecule

@@ -16,9 +16,9 @@ import pytest
 from rdkit import Chem
 
 from geom_fixture import ZINC_SMILES, write_smiles_csv
-from geom_prep.config import PrepConfig
-from geom_prep.pipeline import prepare
-from geom_prep.store_writer import write_store
+from graphmvp.prep.config import PrepConfig
+from graphmvp.prep.pipeline import prepare
+from graphmvp.prep.store_writer import write_store
 from graphmvp.chem import FUNCTIONAL_GROUP_NAMES, OTHER, Vocabulary, contextual_labels, motif_labels
 from graphmvp.data import annotations as A
 from graphmvp.data.annotations import AtomLabels, LabelsError, MoleculeLabels, StaleLabelsError, build_labels

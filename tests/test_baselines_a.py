@@ -53,7 +53,7 @@ def molecule(smiles: str, positions: np.ndarray | None = None) -> Molecule:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
     """24 molecules (heavy atoms) with one random 'conformer' each: enough for SchNet to run."""
-    from geom_prep.store_writer import write_store
+    from graphmvp.prep.store_writer import write_store
 
     rng = np.random.default_rng(0)
     mols = []

@@ -12,7 +12,7 @@ import pytest
 import torch
 from rdkit import Chem
 
-from geom_prep.store_writer import write_store
+from graphmvp.prep.store_writer import write_store
 from graphmvp.chem.contextual import contextual_labels
 from graphmvp.chem.functional_groups import functional_group_flags
 from graphmvp.data.annotations import AtomLabels, build_labels

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from checkpoints import (
+from graphmvp.checkpoints import (
     MANIFEST_PATH,
     REQUIRED_CONFIG_KEYS,
     ManifestError,
@@ -390,9 +390,9 @@ def test_cli_argument_errors(tmp_path, payload, capsys, home):
 
 
 def test_release_tool_from_a_run_folder(tmp_path, home):
-    """checkpoints.release: run folder -> float16 package file + manifest entry whose recipe is
+    """graphmvp.checkpoints.release: run folder -> float16 package file + manifest entry whose recipe is
     taken from the run's records; the result validates and loads by name."""
-    from checkpoints.release import main as release_main
+    from graphmvp.checkpoints.release import main as release_main
 
     run = tmp_path / "run"
     torch.manual_seed(1)

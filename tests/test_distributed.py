@@ -190,8 +190,8 @@ def assert_same_losses(single: Path, ddp: Path, rel: float = 1e-3) -> None:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
     """10 small molecules with 2 RDKit conformers each (explicit H) = 20 samples."""
-    from geom_prep.config import PrepConfig
-    from geom_prep.pipeline import prepare
+    from graphmvp.prep.config import PrepConfig
+    from graphmvp.prep.pipeline import prepare
 
     root = tmp_path_factory.mktemp("ddp_store")
     (root / "mols.csv").write_text("SMILES\n" + "\n".join(SMILES) + "\n")
@@ -458,8 +458,8 @@ def test_finetune_two_ranks_match_one_process(tmp_path, monkeypatch):
     from rdkit import Chem
     from rdkit.Chem import Crippen
 
-    from finetune.config import FinetuneConfig
-    from finetune.trainer import finetune
+    from graphmvp.finetune.config import FinetuneConfig
+    from graphmvp.finetune.trainer import finetune
 
     demo = (REPO / "geom_prep" / "demo" / "zinc_demo.csv").read_text().split()
     smiles = [s for s in demo[1:] if Chem.MolFromSmiles(s) is not None][:48]
@@ -473,7 +473,7 @@ def test_finetune_two_ranks_match_one_process(tmp_path, monkeypatch):
     args = ["--data-file", tmp_path / "logp.csv", "--smiles-col", "smiles", "--label-cols", "logp", "--task-type",
             "regression", "--split", "random", "--epochs", "3", "--batch-size", "16", "--num-layers", "2", "--emb-dim",
             "32", "--dropout", "0", "--no-cache", "--threads", "1", "--device", "cpu", "--out", tmp_path / "ddp"]
-    torchrun("finetune.cli", args, tmp_path)
+    torchrun("graphmvp.finetune.cli", args, tmp_path)
     rows_1, rows_2 = read_metrics(tmp_path / "single" / "metrics.csv"), read_metrics(tmp_path / "ddp" / "metrics.csv")
     assert len(rows_1) == len(rows_2) == 3
     for r1, r2 in zip(rows_1, rows_2):

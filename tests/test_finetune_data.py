@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
-import finetune.data as data_module
-from finetune.config import FinetuneConfig
-from finetune.data import (
+import graphmvp.finetune.data as data_module
+from graphmvp.finetune.config import FinetuneConfig
+from graphmvp.finetune.data import (
     TableOptions,
     chem_dataset_processed_count,
     find_in_chem_dataset,
     load_dataset,
     read_table,
 )
-from finetune.errors import FinetuneError
-from finetune.tasks import get_task
+from graphmvp.finetune.errors import FinetuneError
+from graphmvp.finetune.tasks import get_task
 from graphmvp.features import graph_features
 
 CSV = (
@@ -135,7 +135,7 @@ def test_one_bad_smiles_in_many_is_a_warning(tmp_path, caplog):
     rows[1234] = "not_a_smiles,1.0"
     path = tmp_path / "big.csv"
     path.write_text("smiles,y\n" + "\n".join(rows) + "\n")
-    with caplog.at_level(logging.WARNING, logger="finetune.data"):
+    with caplog.at_level(logging.WARNING, logger="graphmvp.finetune.data"):
         ds = load_dataset(path, TableOptions(smiles_col="smiles", label_cols=("y",), task_type="regression"))
     assert len(ds) == 1999 and [s.candidate_index for s in ds.skipped] == [1234]
     assert 1234 not in ds.row_index.tolist()

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finetune.cli import main
-from finetune.data import TableOptions, checksum_manifest, datasets_dir, fetch_task_file, load_dataset
-from finetune.errors import FinetuneError
-from finetune.tasks import TOX21_LABELS, get_task
+from graphmvp.finetune.cli import main
+from graphmvp.finetune.data import TableOptions, checksum_manifest, datasets_dir, fetch_task_file, load_dataset
+from graphmvp.finetune.errors import FinetuneError
+from graphmvp.finetune.tasks import TOX21_LABELS, get_task
 
 SMILES = [
     "CCO", "CCN", "CCC", "CCCl", "CC(=O)O", "c1ccccc1", "c1ccccc1O", "c1ccccc1N", "c1ccncc1", "C1CCCCC1",

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from finetune.config import FinetuneConfig
-from finetune.dta import DTAModel, encode_dta, encode_protein, load_deepdta, validation_split
-from finetune.errors import FinetuneError
-from finetune.problems import DTAProblem
-from finetune.trainer import finetune
+from graphmvp.finetune.config import FinetuneConfig
+from graphmvp.finetune.dta import DTAModel, encode_dta, encode_protein, load_deepdta, validation_split
+from graphmvp.finetune.errors import FinetuneError
+from graphmvp.finetune.problems import DTAProblem
+from graphmvp.finetune.trainer import finetune
 from graphmvp.models import GIN
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from finetune.cli import main
-from finetune.trainer import load_finetuned
+from graphmvp.finetune.cli import main
+from graphmvp.finetune.trainer import load_finetuned
 
 SMILES = ["CCO", "CC(=O)O", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "CCN(CC)CC", "CC(C)Cc1ccc(C(C)C(=O)O)cc1",
           "OCC(O)CO", "COc1ccccc1", "CC#N", "Nc1ccccc1C(=O)O"]
@@ -21,8 +21,8 @@ SMILES = ["CCO", "CC(=O)O", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "CCN(CC)CC", "CC(
 @pytest.fixture(scope="module")
 def pretrain_run(tmp_path_factory) -> Path:
     """GraphMVP preset (EBM-NCE + VRR, 2D + 3D), GIN 2 x 16, one epoch on 10 molecules x 2 conformers."""
-    from geom_prep.config import PrepConfig
-    from geom_prep.pipeline import prepare
+    from graphmvp.prep.config import PrepConfig
+    from graphmvp.prep.pipeline import prepare
     from graphmvp.pretrain import pretrain, resolve_config
 
     root = tmp_path_factory.mktemp("pretrain")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from finetune.losses import masked_bce_with_logits, masked_mse
-from finetune.metrics import (
+from graphmvp.finetune.losses import masked_bce_with_logits, masked_mse
+from graphmvp.finetune.metrics import (
     average_ranks,
     compute_metrics,
     concordance_index,

@@ -10,11 +10,11 @@ import math
 import numpy as np
 import pytest
 
-from finetune.cli import main
-from finetune.metrics import compute_metrics, multitask_roc_auc, roc_auc
-from finetune.problems import MoleculeProblem
-from finetune.table import table
-from finetune.trainer import _stats
+from graphmvp.finetune.cli import main
+from graphmvp.finetune.metrics import compute_metrics, multitask_roc_auc, roc_auc
+from graphmvp.finetune.problems import MoleculeProblem
+from graphmvp.finetune.table import table
+from graphmvp.finetune.trainer import _stats
 from geom_fixture import ZINC_SMILES
 
 NAN = float("nan")

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from finetune.config import FinetuneConfig
-from finetune.trainer import finetune
+from graphmvp.finetune.config import FinetuneConfig
+from graphmvp.finetune.trainer import finetune
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -1,4 +1,4 @@
-"""The baselines of ``finetune.peers``: the Tanimoto kernel against hand-computed values, the
+"""The baselines of ``graphmvp.finetune.peers``: the Tanimoto kernel against hand-computed values, the
 split identity with the trainer's ``seed_<s>/split.json``, RF and SVR beating a mean predictor
 on real ESOL molecules, per-task handling of missing labels, and chemprop's CLI on 60 molecules
 (skipped where scikit-learn / chemprop are not installed: they are the ``[bench]`` extra)."""
@@ -12,10 +12,10 @@ import json
 import numpy as np
 import pytest
 
-from finetune.config import FinetuneConfig
-from finetune.errors import FinetuneError
-from finetune.metrics import rmse
-from finetune.peers import PEERS, PeerData, PeerPredictions, ecfp4, peer_data, run_peer, score_peer, tanimoto_kernel
+from graphmvp.finetune.config import FinetuneConfig
+from graphmvp.finetune.errors import FinetuneError
+from graphmvp.finetune.metrics import rmse
+from graphmvp.finetune.peers import PEERS, PeerData, PeerPredictions, ecfp4, peer_data, run_peer, score_peer, tanimoto_kernel
 from conftest import shared_file
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -62,7 +62,7 @@ def _esol_config(shared_data, tmp_path, **kw) -> FinetuneConfig:
 
 def test_peer_data_is_the_trainers_split(shared_data, tmp_path):
     """The rows of each part equal those the trainer writes to seed_<s>/split.json."""
-    from finetune.trainer import finetune
+    from graphmvp.finetune.trainer import finetune
 
     cfg = _esol_config(shared_data, tmp_path, split="random", seeds=(3,), epochs=1, num_layers=1, emb_dim=8)
     finetune(cfg)

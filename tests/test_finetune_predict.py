@@ -10,9 +10,9 @@ import json
 import numpy as np
 import pytest
 
-from finetune.cli import main
-from finetune.config import FinetuneConfig
-from finetune.trainer import finetune
+from graphmvp.finetune.cli import main
+from graphmvp.finetune.config import FinetuneConfig
+from graphmvp.finetune.trainer import finetune
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
-from finetune.config import FinetuneConfig
-from finetune.errors import FinetuneError
-from finetune.protocols import SCHEDULES, make_scheduler
+from graphmvp.finetune.config import FinetuneConfig
+from graphmvp.finetune.errors import FinetuneError
+from graphmvp.finetune.protocols import SCHEDULES, make_scheduler
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -76,7 +76,7 @@ def test_scheduler_scales_every_group():
 
 
 def test_early_stopping_and_config_json(tmp_path, monkeypatch):
-    from finetune.trainer import finetune
+    from graphmvp.finetune.trainer import finetune
 
     monkeypatch.setenv("GRAPHMVP_HOME", str(tmp_path / "home"))
     rows = ["smiles,y"] + [f"{s},{i % 3}" for i, s in enumerate(SMILES)]

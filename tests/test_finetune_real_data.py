@@ -10,11 +10,11 @@ import json
 import numpy as np
 import pytest
 
-from finetune.config import FinetuneConfig
-from finetune.data import TableOptions, read_table
-from finetune.errors import FinetuneError
-from finetune.problems import resolve_columns
-from finetune.tasks import get_task
+from graphmvp.finetune.config import FinetuneConfig
+from graphmvp.finetune.data import TableOptions, read_table
+from graphmvp.finetune.errors import FinetuneError
+from graphmvp.finetune.problems import resolve_columns
+from graphmvp.finetune.tasks import get_task
 from tests.conftest import shared_file
 
 #: file -> (task, layout the header must select, label columns, rows in the file)
@@ -86,7 +86,7 @@ def test_a_file_fitting_no_layout_names_every_layout(tmp_path):
 
 
 def test_the_run_summary_names_the_columns_it_read(shared_data, tmp_path, capsys):
-    from finetune.cli import main
+    from graphmvp.finetune.cli import main
 
     path = shared_file(shared_data, "moleculenet/freesolv.csv.gz")
     out = tmp_path / "run"
@@ -102,7 +102,7 @@ def test_the_run_summary_names_the_columns_it_read(shared_data, tmp_path, capsys
     ("kiba", 2111, 229, 118254, 19709),
 ])
 def test_deepdta_folders_are_read_with_their_folds(shared_data, name, drugs, proteins, pairs, train_fold):
-    from finetune.dta import load_deepdta
+    from graphmvp.finetune.dta import load_deepdta
 
     folder = shared_file(shared_data, f"dta/{name}/Y").parent
     data = load_deepdta(folder, get_task(name).label_transform, name=name)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from finetune.errors import FinetuneError
-from finetune.splits import (
+from graphmvp.finetune.errors import FinetuneError
+from graphmvp.finetune.splits import (
     hu_scaffold_order,
     make_split,
     scaffold_groups,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from finetune.cli import main
-from finetune.errors import FinetuneError
-from finetune.table import table
+from graphmvp.finetune.cli import main
+from graphmvp.finetune.errors import FinetuneError
+from graphmvp.finetune.table import table
 
 
 def fake_run(root: Path, name: str, task: str, method: str, metric: str, best: list[float], last: list[float]) -> Path:

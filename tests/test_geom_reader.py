@@ -14,8 +14,8 @@ from geom_fixture import (
     embed_conformers,
     write_geom_folder,
 )
-from geom_prep.config import PrepConfig
-from geom_prep.pipeline import prepare
+from graphmvp.prep.config import PrepConfig
+from graphmvp.prep.pipeline import prepare
 from graphmvp.data.store import HARTREE_TO_KCAL, ConformerStore
 from graphmvp.features import graph_features
 

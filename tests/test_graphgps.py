@@ -350,8 +350,8 @@ def test_dropout_is_active_in_training_only():
 
 
 def test_encoder_file_round_trip_embed_and_finetune(tmp_path):
-    from finetune.errors import FinetuneError
-    from finetune.model import FinetuneModel, build_encoder as finetune_encoder
+    from graphmvp.finetune.errors import FinetuneError
+    from graphmvp.finetune.model import FinetuneModel, build_encoder as finetune_encoder
     from graphmvp.pretrained import embed, load_pretrained, save_encoder_file
 
     model = small_gps(seed=5)

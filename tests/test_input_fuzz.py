@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from finetune.data import TableOptions, load_dataset
-from finetune.dta import load_deepdta
-from finetune.errors import FinetuneError
+from graphmvp.finetune.data import TableOptions, load_dataset
+from graphmvp.finetune.dta import load_deepdta
+from graphmvp.finetune.errors import FinetuneError
 from geom_fixture import ZINC_SMILES, GeomEntry, conformer_records, embed_conformers, write_geom_folder
-from geom_prep.config import PrepConfig, PrepError
-from geom_prep.pipeline import prepare
+from graphmvp.prep.config import PrepConfig, PrepError
+from graphmvp.prep.pipeline import prepare
 from test_finetune_dta import KD, write_deepdta
 
 HARD = [

@@ -50,7 +50,7 @@ def batch_of(cfg, mols=MOLS, epoch=0, **dataset_kw):
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """The 16 molecules as a store without conformers (no hydrogens), with a motif sidecar."""
-    from geom_prep.store_writer import write_store
+    from graphmvp.prep.store_writer import write_store
     from graphmvp.data.annotations import build_labels
 
     root = tmp_path_factory.mktemp("masked_prediction")

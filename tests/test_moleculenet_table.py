@@ -90,7 +90,7 @@ def test_peer_units_run_on_the_trainers_split(table, shared_data, tmp_path):
 
 
 def test_a_checkpoint_records_the_rows_it_earned_in_its_manifest_entry(table, tmp_path):
-    from checkpoints.manifest import MANIFEST_PATH, load_manifest
+    from graphmvp.checkpoints.manifest import MANIFEST_PATH, load_manifest
 
     manifest = tmp_path / "manifest.json"
     data = json.loads(MANIFEST_PATH.read_text())

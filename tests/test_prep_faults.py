@@ -19,8 +19,8 @@ from geom_fixture import (
     write_sdf,
     write_smiles_csv,
 )
-from geom_prep.config import PrepConfig, PrepError
-from geom_prep.pipeline import prepare
+from graphmvp.prep.config import PrepConfig, PrepError
+from graphmvp.prep.pipeline import prepare
 from graphmvp.data.store import ConformerStore
 
 canon = lambda s: Chem.MolToSmiles(Chem.MolFromSmiles(s))  # noqa: E731

@@ -10,9 +10,9 @@ import pytest
 from rdkit import Chem
 
 from geom_fixture import ZINC_SMILES, write_smiles_csv
-from geom_prep.config import PrepConfig, PrepError
-from geom_prep.conformers import generate_conformers
-from geom_prep.pipeline import _prepare_parts, parts_dir
+from graphmvp.prep.config import PrepConfig, PrepError
+from graphmvp.prep.conformers import generate_conformers
+from graphmvp.prep.pipeline import _prepare_parts, parts_dir
 
 
 @pytest.mark.parametrize("smiles", ZINC_SMILES[:3])

@@ -14,10 +14,10 @@ import pytest
 from rdkit import Chem
 
 from geom_fixture import ZINC_SMILES, write_smiles_csv
-from geom_prep import reasons as R
-from geom_prep.config import PrepConfig, PrepError
-from geom_prep.conformers import generate_conformers
-from geom_prep.pipeline import prepare
+from graphmvp.prep import reasons as R
+from graphmvp.prep.config import PrepConfig, PrepError
+from graphmvp.prep.conformers import generate_conformers
+from graphmvp.prep.pipeline import prepare
 from graphmvp.data.store import ConformerStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def test_early_stop_with_slow_molecules_in_flight_does_not_hang(tmp_path):
     store = tmp_path / "out.h5"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-m", "geom_prep.cli", "run", str(csv), "-o", str(store), "--workers", "2", "--chunk-size", "1",
+        [sys.executable, "-m", "graphmvp.prep.cli", "run", str(csv), "-o", str(store), "--workers", "2", "--chunk-size", "1",
          "--n-mol", "2", "--no-shuffle", "--n-conf", "1", "--gen-confs", "1", "--conf-timeout", "1"],
         env=env, capture_output=True, text=True, timeout=240)  # a hang fails here (the run needs ~10 s)
     assert proc.returncode == 0, proc.stderr

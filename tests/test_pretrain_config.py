@@ -40,9 +40,9 @@ RELEASED_ALL = dict(
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory) -> dict[str, Path]:
     """A tiny conformer store, and a copy of it without any 3D positions."""
-    from geom_prep.config import PrepConfig
-    from geom_prep.pipeline import prepare
-    from geom_prep.store_writer import write_store
+    from graphmvp.prep.config import PrepConfig
+    from graphmvp.prep.pipeline import prepare
+    from graphmvp.prep.store_writer import write_store
     from graphmvp.data.store import ConformerStore
 
     root = tmp_path_factory.mktemp("cfg_store")

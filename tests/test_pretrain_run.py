@@ -61,8 +61,8 @@ TINY = dict(
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
     """10 small molecules with 2 RDKit conformers each (explicit H) = 20 samples."""
-    from geom_prep.config import PrepConfig
-    from geom_prep.pipeline import prepare
+    from graphmvp.prep.config import PrepConfig
+    from graphmvp.prep.pipeline import prepare
 
     root = tmp_path_factory.mktemp("pretrain_store")
     csv_path = root / "mols.csv"

@@ -13,7 +13,7 @@ import torch
 from rdkit import Chem
 
 import graphmvp
-from checkpoints import load_manifest
+from graphmvp.checkpoints import load_manifest
 from graphmvp.data.collate import batch_mol_graphs
 from graphmvp.features import graph_features
 from graphmvp.data.masking import MolGraph

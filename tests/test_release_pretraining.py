@@ -28,8 +28,8 @@ def driver():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    from geom_prep.config import PrepConfig
-    from geom_prep.pipeline import prepare
+    from graphmvp.prep.config import PrepConfig
+    from graphmvp.prep.pipeline import prepare
 
     root = tmp_path_factory.mktemp("corpus")
     (root / "mols.csv").write_text("SMILES\n" + "\n".join(SMILES) + "\n")

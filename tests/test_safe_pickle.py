@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
-from finetune.dta import load_deepdta, read_affinity_pickle
-from finetune.errors import FinetuneError
+from graphmvp.finetune.dta import load_deepdta, read_affinity_pickle
+from graphmvp.finetune.errors import FinetuneError
 from geom_fixture import ZINC_SMILES, GeomEntry, conformer_records, embed_conformers, read_report, write_geom_folder
-from geom_prep import reasons as R
-from geom_prep.config import PrepConfig
-from geom_prep.pipeline import prepare
+from graphmvp.prep import reasons as R
+from graphmvp.prep.config import PrepConfig
+from graphmvp.prep.pipeline import prepare
 from graphmvp.data.store import ConformerStore
 from graphmvp.safe_pickle import GEOM_GLOBALS, NUMPY_ARRAY_GLOBALS, UnsafePickle, restricted_loads
 from test_finetune_dta import KD, davis, py2_pickle  # noqa: F401  (davis is a fixture)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from geom_fixture import ZINC_SMILES, assert_same_datasets, assert_same_molecule, store_counts, write_smiles_csv
-from geom_prep import cli
-from geom_prep.config import PrepConfig, PrepError
-from geom_prep.merge import merge_stores
-from geom_prep.pipeline import prepare
+from graphmvp.prep import cli
+from graphmvp.prep.config import PrepConfig, PrepError
+from graphmvp.prep.merge import merge_stores
+from graphmvp.prep.pipeline import prepare
 from graphmvp.data.store import ConformerStore
 
 OPTS = dict(n_conf=2, gen_confs=2)
@@ -170,7 +170,7 @@ def test_killed_run_resumes_to_the_same_store(resume_input, monkeypatch, capsys)
     store = d / "resumed.h5"
     parts = Path(str(store) + ".parts")
     argv = ["run", str(inp), "-o", str(store), *RESUME_ARGS]
-    proc = subprocess.Popen([sys.executable, "-m", "geom_prep.cli", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "graphmvp.prep.cli", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
         while len(list(parts.glob("chunk_*.h5"))) < 2:
@@ -207,7 +207,7 @@ def test_killed_run_resumes_to_the_same_store(resume_input, monkeypatch, capsys)
             seen.update(chunk_files(parts))
         return real_rmtree(path, *a, **kw)
 
-    monkeypatch.setattr("geom_prep.pipeline.shutil.rmtree", spy_rmtree)
+    monkeypatch.setattr("graphmvp.prep.pipeline.shutil.rmtree", spy_rmtree)
     assert cli.main(argv) == 0
     assert len(seen) == n_chunks
     for name, stamp in before.items():

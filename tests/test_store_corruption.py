@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from geom_fixture import ZINC_SMILES, write_smiles_csv
-from geom_prep.config import PrepConfig
-from geom_prep.pipeline import prepare
+from graphmvp.prep.config import PrepConfig
+from graphmvp.prep.pipeline import prepare
 from graphmvp.data.store import ConformerStore, StoreFormatError
 from graphmvp.pretrain.config import ConfigError, check_inputs, resolve_config
 
@@ -100,7 +100,7 @@ def test_pretraining_refuses_a_corrupted_store_naming_it(good_store, tmp_path):
 
 
 def test_a_corrupted_finetune_cache_is_featurised_again(tmp_path, monkeypatch, caplog):
-    from finetune.data import TableOptions, load_dataset
+    from graphmvp.finetune.data import TableOptions, load_dataset
 
     monkeypatch.setenv("GRAPHMVP_HOME", str(tmp_path / "home"))
     csv = tmp_path / "d.csv"

@@ -21,8 +21,8 @@ from geom_fixture import (
     write_smi,
     write_smiles_csv,
 )
-from geom_prep.config import PrepConfig
-from geom_prep.pipeline import prepare
+from graphmvp.prep.config import PrepConfig
+from graphmvp.prep.pipeline import prepare
 from graphmvp.data.store import FORMAT_VERSION, ConformerStore, StoreFormatError
 from graphmvp.features import graph_features
 

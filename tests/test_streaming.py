@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from geom_prep.store_writer import write_store
+from graphmvp.prep.store_writer import write_store
 from graphmvp.data import pretrain_dataset
 from graphmvp.data.collate import collate
 from graphmvp.data.pretrain_dataset import PretrainDataset, resolve_preload

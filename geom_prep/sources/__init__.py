@@ -1,5 +1,5 @@
 """Input sources: GEOM ``rdkit_folder``, SMILES files, SDF files (registry ``SOURCES``)."""
 
-from geom_prep.sources.base import SOURCES, Candidate, Source, build_source
+from graphmvp.prep.sources.base import SOURCES, Candidate, Source, build_source
 
 __all__ = ["SOURCES", "Candidate", "Source", "build_source"]

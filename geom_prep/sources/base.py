@@ -10,8 +10,8 @@ from rdkit import Chem
 
 from graphmvp.data.store import Molecule
 from graphmvp.registry import Registry
-from geom_prep.config import PrepConfig
-from geom_prep.reasons import EXCLUDED_DOWNSTREAM, Skip
+from graphmvp.prep.config import PrepConfig
+from graphmvp.prep.reasons import EXCLUDED_DOWNSTREAM, Skip
 
 SOURCES: Registry = Registry("source")
 
@@ -65,6 +65,6 @@ class Source:
 
 def build_source(config: PrepConfig, excluded: frozenset[str] = frozenset()) -> Source:
     # importing the modules registers them
-    from geom_prep.sources import geom, smiles  # noqa: F401
+    from graphmvp.prep.sources import geom, smiles  # noqa: F401
 
     return SOURCES.get(config.source)(config, excluded)

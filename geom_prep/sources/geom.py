@@ -18,11 +18,11 @@ from rdkit import Chem
 
 from graphmvp.data.store import HARTREE_TO_KCAL
 from graphmvp.safe_pickle import GEOM_GLOBALS, UnsafePickle, restricted_load
-from geom_prep import reasons as R
-from geom_prep.config import PrepError
-from geom_prep.molecule import build_molecule, conformer_order, graph_key, graph_signature, matched_positions
-from geom_prep.reasons import Skip
-from geom_prep.sources.base import SOURCES, Candidate, Source
+from graphmvp.prep import reasons as R
+from graphmvp.prep.config import PrepError
+from graphmvp.prep.molecule import build_molecule, conformer_order, graph_key, graph_signature, matched_positions
+from graphmvp.prep.reasons import Skip
+from graphmvp.prep.sources.base import SOURCES, Candidate, Source
 
 
 def find_summary(path: Path, subset: str) -> Path:

@@ -1,6 +1,6 @@
 """SMILES files (CSV with a SMILES column, ``.smi``; gzipped too) and SDF files.
 
-Conformers are generated with RDKit (ETKDGv3 + MMFF94, :mod:`geom_prep.conformers`); Boltzmann
+Conformers are generated with RDKit (ETKDGv3 + MMFF94, :mod:`graphmvp.prep.conformers`); Boltzmann
 weights at 298.15 K come from the MMFF94 energies of all generated conformers. For SDF input the
 record's graph (and stereo, perceived from its coordinates when 3D) defines the molecule; its own
 coordinates are not used as a conformer, so every source goes through the same generator.
@@ -15,12 +15,12 @@ from pathlib import Path
 
 from rdkit import Chem
 
-from geom_prep import reasons as R
-from geom_prep.config import PrepError
-from geom_prep.conformers import generate_conformers
-from geom_prep.molecule import boltzmann_weights, build_molecule, conformer_order
-from geom_prep.reasons import Skip
-from geom_prep.sources.base import SOURCES, Candidate, Source
+from graphmvp.prep import reasons as R
+from graphmvp.prep.config import PrepError
+from graphmvp.prep.conformers import generate_conformers
+from graphmvp.prep.molecule import boltzmann_weights, build_molecule, conformer_order
+from graphmvp.prep.reasons import Skip
+from graphmvp.prep.sources.base import SOURCES, Candidate, Source
 
 SMILES_COLUMN_NAMES = ("smiles", "canonical_smiles", "mol", "smi")
 

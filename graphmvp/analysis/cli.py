@@ -44,8 +44,8 @@ def load_molecules(args) -> tuple[list, dict]:
     counted and skipped) and a description of what was read."""
     from rdkit import Chem
 
-    from finetune.data import TableOptions, read_table
-    from finetune.tasks import get_task
+    from graphmvp.finetune.data import TableOptions, read_table
+    from graphmvp.finetune.tasks import get_task
     from graphmvp.analysis.masked_targets import LabelledMolecule
     from graphmvp.analysis.mutual_information import binarize
     from graphmvp.data.masking import MolGraph

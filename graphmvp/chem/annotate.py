@@ -397,7 +397,7 @@ def vocabulary_from_smiles_file(
     fatal. Raises :class:`VocabularyError` for a file without molecules and ``geom_prep``'s
     ``PrepError`` for one that cannot be read.
     """
-    from geom_prep.sources.smiles import read_smiles_file  # geom_prep builds on graphmvp: import late
+    from graphmvp.prep.sources.smiles import read_smiles_file  # geom_prep builds on graphmvp: import late
 
     spec = label_kind(kind)
     if not isinstance(spec, AtomLabelKind):

@@ -25,7 +25,7 @@ rows; every dataset is contiguous and written once, at its final size)::
     /skipped/candidate_index     int64   [S]    molecules that were skipped, one row each ...
     /skipped/source_id           str     [S]
     /skipped/smiles              str     [S]
-    /skipped/reason              str     [S]    a short fixed reason key (see geom_prep.reasons)
+    /skipped/reason              str     [S]    a short fixed reason key (see graphmvp.prep.reasons)
     /skipped/detail              str     [S]    free text
 
 Root attributes: ``format_version`` (int), ``tool_version``, ``created`` (UTC ISO time),

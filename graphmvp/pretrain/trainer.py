@@ -249,8 +249,8 @@ def ensure_demo_store(path: Path) -> tuple[Path, bool]:
                     return path, False
         except (OSError, ValueError):
             pass
-    from geom_prep.config import PrepConfig, PrepError
-    from geom_prep.pipeline import prepare
+    from graphmvp.prep.config import PrepConfig, PrepError
+    from graphmvp.prep.pipeline import prepare
 
     LOG.info("preparing the demo store %s from %s (once; RDKit conformers, about a minute)", path, demo_smiles_path())
     path.parent.mkdir(parents=True, exist_ok=True)
