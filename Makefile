@@ -3,8 +3,8 @@
 #   test-3.11    the whole suite on Python 3.11 in .venv (editable install)
 #   test-3.12    the whole suite on Python 3.12 in .venv312 (editable install)
 #   wheel-check  sdist + wheel built into dist/, the wheel (not editable) installed into .venv-wheel
-#                (Python 3.12, so pip reuses the 3.12 downloads of test-3.12; no other copy of
-#                graphmvp there), then graphmvp-download list, graphmvp-demo and a
+#                (Python 3.12: the wheel is tried on the newest supported Python; no other copy
+#                of graphmvp there; its own download of the stack), then graphmvp-download list, graphmvp-demo and a
 #                smoke subset of the tests run against it
 # Python 3.12 is required, not optional: without it `make test` stops with a message saying how to
 # provide it (a skipped 3.12 run would let a 3.12 break land unnoticed).
