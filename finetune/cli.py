@@ -9,6 +9,8 @@ Examples::
     graphmvp-finetune --data-file my.csv --smiles-col smiles --label-cols a,b \\
                       --task-type classification --split random
     graphmvp-finetune --task davis --init runs/graphmvp --data-file DeepDTA/data/davis
+    graphmvp-finetune --task bbbp --extra-features rdkit2d --ensemble 5 --save-model --out runs/ft/bbbp-ens
+    graphmvp-finetune predict runs/ft/bbbp-ens --data-file new.csv    # mean and spread of all members
     graphmvp-finetune table runs/ft/*                                  # paper-style table
     graphmvp-finetune tasks                                            # the registered tasks
     torchrun --nproc_per_node=2 -m graphmvp.finetune.cli --task bbbp --init runs/graphmvp   # DDP (docs/distributed.md)
@@ -93,6 +95,10 @@ def build_run_parser() -> argparse.ArgumentParser:
     g.add_argument("--head", help="linear or mlp (default: the protocol's; paper linear, default mlp)")
     g.add_argument("--head-hidden", type=int, help="hidden width of the MLP head (default: the GIN width)")
     g.add_argument("--protein-encoder", default="graphdta", help="DTA protein CNN: graphdta (default) or cnn")
+    g.add_argument("--extra-features", metavar="KIND",
+                   help="molecule features concatenated to the pooled graph embedding before the head: morgan "
+                        "(radius 2, 2048 bits, binary) or rdkit2d (RDKit 2D descriptors standardised with the "
+                        "training split's mean/std); default none")
 
     g = p.add_argument_group("optimisation (unset options come from --protocol, then from the task type)")
     g.add_argument("--protocol", default="default",
@@ -114,6 +120,9 @@ def build_run_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("run")
     g.add_argument("--seeds", type=int, nargs="+", default=[0], help="run seeds (default 0); e.g. --seeds 0 1 2")
+    g.add_argument("--ensemble", type=int, default=1, metavar="N",
+                   help="train N models per seed (member k seeded from (seed, k)) and report the mean of their "
+                        "predictions, each member at its own best-validation epoch, and every member (default 1)")
     g.add_argument("--out", help="output folder (default runs/finetune/<task>-<init>)")
     g.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
@@ -138,8 +147,10 @@ def build_table_parser() -> argparse.ArgumentParser:
 
 def build_predict_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=f"{PROG} predict", description="Predict new molecules with saved fine-tuned model(s) "
-                "(--save-model); a run folder is an ensemble of its seeds.")
-    p.add_argument("model", help="seed_<s>/best_model.pt, or a run folder (every seed_*/best_model.pt: an ensemble)")
+                "(--save-model); a run folder is an ensemble of its seeds (and --ensemble members). Extra features "
+                "are computed and standardised as in training.")
+    p.add_argument("model", help="seed_<s>/best_model.pt (or best_model_member_<k>.pt), or a run folder (every "
+                                 "model file of every seed: an ensemble)")
     p.add_argument("--data-file", required=True, help="CSV or CSV.gz with a SMILES column")
     p.add_argument("--smiles-col", default="smiles", help="SMILES column (default smiles)")
     p.add_argument("--out", help="prediction CSV (default: <data file stem>.predictions.csv next to it)")

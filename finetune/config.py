@@ -51,7 +51,8 @@ class FinetuneConfig:
     encoder's defaults), ``num_layers`` / ``emb_dim`` / ``jk`` (None: the
     checkpoint's; 5 / 300 / last for random init), ``pooling`` (None: the checkpoint's, else
     mean), ``dropout``, ``head`` (linear | mlp), ``head_hidden``, ``protein_encoder``,
-    ``protein_length``.
+    ``protein_length``, ``extra_features`` (None, or a :data:`graphmvp.finetune.extra_features.EXTRA_FEATURES`
+    name: morgan | rdkit2d, concatenated to the pooled embedding; molecule tasks only).
 
     Optimisation: ``epochs``, ``batch_size``, ``lr``, ``weight_decay`` (Adam), ``encoder_lr_scale``
     (encoder lr = lr x this), ``freeze_encoder`` (linear probe: encoder frozen and in eval mode),
@@ -64,7 +65,8 @@ class FinetuneConfig:
     option above (and ``head``) left ``None``; the task type then fills dropout, epochs, lr and
     batch size.
 
-    Run: ``seeds``, ``out``, ``overwrite``, ``threads``, ``eval_train`` (also evaluate the
+    Run: ``seeds``, ``ensemble`` (models trained per seed, their predictions averaged;
+    :mod:`graphmvp.finetune.ensemble`), ``out``, ``overwrite``, ``threads``, ``eval_train`` (also evaluate the
     training split every epoch), ``save_model`` (write the best-validation model per seed),
     ``progress`` (log a line per epoch), ``device`` (auto: CUDA when torch and DGL both have
     it, else CPU; cpu; cuda; cuda:N; see :func:`graphmvp.distributed.resolve_device`).
@@ -100,6 +102,7 @@ class FinetuneConfig:
     head_hidden: Optional[int] = None
     protein_encoder: str = "graphdta"
     protein_length: int = 1000
+    extra_features: Optional[str] = None
     epochs: Optional[int] = None
     batch_size: Optional[int] = None
     lr: Optional[float] = None
@@ -113,6 +116,7 @@ class FinetuneConfig:
     grad_clip: Optional[float] = None
     protocol: str = "default"
     seeds: tuple[int, ...] = (0,)
+    ensemble: int = 1
     out: Optional[str] = None
     overwrite: bool = False
     threads: Optional[int] = None
@@ -133,6 +137,8 @@ class FinetuneConfig:
             self.seeds = (self.seeds,)
         self.seeds = tuple(self.seeds)
         self.split_fractions = tuple(self.split_fractions)  # type: ignore[assignment]
+        if self.extra_features == "none":
+            self.extra_features = None
 
     # -- derived -----------------------------------------------------------------------------
     def spec(self) -> Optional[TaskSpec]:
@@ -288,6 +294,13 @@ class FinetuneConfig:
             raise FinetuneError(f"--seeds {list(c.seeds)}: non-negative integers")
         if len(set(c.seeds)) != len(c.seeds):
             raise FinetuneError(f"--seeds {list(c.seeds)}: a seed is repeated")
+        _int(c, "ensemble", 1)
+        if c.extra_features is not None:
+            from graphmvp.finetune.extra_features import get_featurizer
+
+            get_featurizer(c.extra_features)
+            if c.task_type == "dta":
+                raise FinetuneError("--extra-features applies to molecule tasks, not to DTA")
         if c.freeze_encoder and c.encoder_lr_scale != 1.0:
             raise FinetuneError("--freeze-encoder and --encoder-lr-scale exclude each other")
         if c.out is None:

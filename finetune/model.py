@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
+import torch
 from torch import Tensor, nn
 
 import graphmvp  # noqa: F401  (sets DGLBACKEND before dgl is imported)
@@ -81,12 +82,18 @@ class FinetuneModel(nn.Module):
         pooling: one of ``READOUTS``.
         head: one of ``HEADS``.
         head_hidden: hidden width of the MLP head (default: the encoder width).
+        extra_dim: width E of molecule-level extra features (``--extra-features``,
+            :mod:`graphmvp.finetune.extra_features`; 0 = none). They are standardised with the buffers
+            ``extra_mean`` / ``extra_std`` (the training split's statistics, set with
+            :meth:`set_extra_statistics`, saved in the state dict) and concatenated to the pooled
+            embedding: the head's input is D + E wide.
 
-    Forward: ``g`` batched 2D DGL graph of B molecules -> float [B, T].
+    Forward: ``g`` batched 2D DGL graph of B molecules (and, with ``extra_dim``, the raw extra
+    features float [B, E]) -> float [B, T].
     """
 
     def __init__(self, encoder: nn.Module, num_tasks: int, pooling: str = "mean", head: str = "linear",
-                 head_hidden: Optional[int] = None):
+                 head_hidden: Optional[int] = None, extra_dim: int = 0):
         super().__init__()
         if pooling not in READOUTS:
             raise ValueError(f"unknown pooling {pooling!r}; allowed: {', '.join(READOUTS)}")
@@ -100,7 +107,14 @@ class FinetuneModel(nn.Module):
         spec: HeadSpec = HEADS.get(head)
         self._head_attr = spec.attribute
         out_dim = int(getattr(encoder, "out_dim", getattr(encoder, "emb_dim")))
-        setattr(self, spec.attribute, spec.build(out_dim, int(num_tasks), head_hidden, float(getattr(encoder, "dropout", 0.0))))
+        self.extra_dim = int(extra_dim)
+        if self.extra_dim < 0:
+            raise ValueError(f"extra_dim must be >= 0, got {extra_dim!r}")
+        if self.extra_dim:  # registered only when used: a model without extra features is unchanged
+            self.register_buffer("extra_mean", torch.zeros(self.extra_dim))
+            self.register_buffer("extra_std", torch.ones(self.extra_dim))
+        setattr(self, spec.attribute, spec.build(out_dim + self.extra_dim, int(num_tasks), head_hidden,
+                                                 float(getattr(encoder, "dropout", 0.0))))
 
     @property
     def head(self) -> nn.Module:
@@ -110,8 +124,19 @@ class FinetuneModel(nn.Module):
         """Pooled molecule representations [B, D]."""
         return graph_readout(g, self.molecule_model(g), self.pooling)
 
-    def forward(self, g: dgl.DGLGraph) -> Tensor:
-        return self.head(self.embed(g))
+    def set_extra_statistics(self, mean, std) -> None:
+        """The standardisation of the extra features (the training split's mean and std)."""
+        self.extra_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.extra_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def forward(self, g: dgl.DGLGraph, extra: Optional[Tensor] = None) -> Tensor:
+        z = self.embed(g)
+        if self.extra_dim:
+            if extra is None or extra.shape != (z.shape[0], self.extra_dim):
+                got = None if extra is None else tuple(extra.shape)
+                raise ValueError(f"this model needs extra features [{z.shape[0]}, {self.extra_dim}], got {got}")
+            z = torch.cat([z, (extra.to(z.dtype) - self.extra_mean) / self.extra_std], dim=1)
+        return self.head(z)
 
 
 @dataclass

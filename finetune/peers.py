@@ -116,20 +116,15 @@ def _optional(module: str, peer: str):
 def ecfp4(smiles: Sequence[str], bits: int = FP_BITS, radius: int = FP_RADIUS) -> np.ndarray:
     """Morgan bit vectors [n, bits] (uint8) of ``smiles``; an unparsable SMILES is a
     :class:`FinetuneError` naming it."""
-    from rdkit import Chem, DataStructs, RDLogger
+    from rdkit import DataStructs
     from rdkit.Chem import rdFingerprintGenerator
+
+    from graphmvp.finetune.extra_features import parsed_molecules
 
     gen = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=bits)
     out = np.zeros((len(smiles), bits), dtype=np.uint8)
-    RDLogger.DisableLog("rdApp.*")
-    try:
-        for i, smi in enumerate(smiles):
-            mol = Chem.MolFromSmiles(smi)
-            if mol is None:
-                raise FinetuneError(f"molecule {i} ({smi!r}): RDKit cannot parse the SMILES; fix or remove that row")
-            DataStructs.ConvertToNumpyArray(gen.GetFingerprint(mol), out[i])
-    finally:
-        RDLogger.EnableLog("rdApp.*")
+    for i, mol in parsed_molecules(smiles):
+        DataStructs.ConvertToNumpyArray(gen.GetFingerprint(mol), out[i])
     return out
 
 

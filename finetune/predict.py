@@ -1,11 +1,15 @@
 """Predictions of saved fine-tuned models on new molecules: ``graphmvp-finetune predict``.
 
-``MODEL`` is a model file (``seed_<s>/best_model.pt``, written with ``--save-model``) or a run
-folder: then every ``seed_*/best_model.pt`` in it is a member of an ensemble. Each molecule of
-the data file (``--smiles-col``, CSV or CSV.gz) gets, per task, the members' mean and - for an
-ensemble - their population std (``<task>_std``) and each member's prediction
-(``<task>_<member>``). Regression outputs are in the units of the training labels (a model trained
-on standardised targets carries their mean and std); classification outputs are probabilities.
+``MODEL`` is a model file (``seed_<s>/best_model.pt``, or ``seed_<s>/best_model_member_<k>.pt``
+of an ``--ensemble`` run, written with ``--save-model``) or a run folder: then every model file
+of every seed is a member of an ensemble. Each molecule of the data file (``--smiles-col``, CSV
+or CSV.gz) gets, per task, the members' mean and - for an ensemble - their population std
+(``<task>_std``) and each member's prediction (``<task>_<member>``, member ``seed_<s>`` or
+``seed_<s>_member_<k>``). Regression outputs are in the units of the training labels (a model
+trained on standardised targets carries their mean and std); classification outputs are
+probabilities (averaged as probabilities, :mod:`graphmvp.finetune.ensemble`). A model trained with
+``--extra-features`` carries their kind and its training split's statistics: new molecules get
+the same features, standardised the same way (a different RDKit descriptor list is an error).
 Rows RDKit cannot read, or that the features cannot express, get empty cells and their reason in
 the ``skipped`` column. The CSV is written under a temporary name and renamed.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -22,6 +27,7 @@ import pandas as pd
 import torch
 
 from graphmvp.finetune.data import RawTable, featurise_table
+from graphmvp.finetune.ensemble import to_output
 from graphmvp.finetune.errors import FinetuneError
 from graphmvp.finetune.problems import batch_slices
 from graphmvp.data.collate import batch_mol_graphs
@@ -29,17 +35,51 @@ from graphmvp.data.masking import MolGraph
 from graphmvp.io import write_bytes_atomic
 
 
+def _member_key(f: Path) -> tuple[int, int]:
+    """(seed, member) of ``seed_<s>/best_model.pt`` (member 0) or ``seed_<s>/best_model_member_<k>.pt``."""
+    member = f.stem.removeprefix("best_model").removeprefix("_member_")
+    return int(f.parent.name.split("_")[1]), int(member or 0)
+
+
 def model_files(path: str | Path) -> list[Path]:
-    """The model file itself, or the ``seed_*/best_model.pt`` files of a run folder."""
+    """The model file itself, or every seed's (and ensemble member's) model file of a run folder."""
     p = Path(path)
     if p.is_file():
         return [p]
     if p.is_dir():
-        files = sorted(p.glob("seed_*/best_model.pt"), key=lambda f: int(f.parent.name.split("_")[1]))
+        files = [f for f in p.glob("seed_*/best_model*.pt")
+                 if f.parent.name.split("_")[1].isdigit() and re.fullmatch(r"best_model(_member_\d+)?", f.stem)]
         if files:
-            return files
+            return sorted(files, key=_member_key)
         raise FinetuneError(f"{p}: no seed_*/best_model.pt in this run folder (train with --save-model)")
     raise FinetuneError(f"{p}: no such model file or run folder")
+
+
+def member_names(files: Sequence[Path]) -> list[str]:
+    """Column suffixes of the members: ``seed_<s>`` or ``seed_<s>_member_<k>`` (else the file stem)."""
+    names = []
+    for f in files:
+        if not f.parent.name.startswith("seed_"):
+            names.append(f.stem)
+        elif f.stem == "best_model":
+            names.append(f.parent.name)
+        else:
+            names.append(f"{f.parent.name}_member_{_member_key(f)[1]}")
+    return names
+
+
+def _extra_features(payload: dict, source: Path, smiles: list[str], cache: dict) -> Optional[torch.Tensor]:
+    """The raw extra features of ``smiles`` for a model trained with them (computed once per
+    kind), else None; the model standardises them with its own training statistics."""
+    record = payload.get("extra_features")
+    if not record:
+        return None
+    from graphmvp.finetune.extra_features import check_compatible
+
+    featurizer = check_compatible(record, str(source))
+    if featurizer.name not in cache:
+        cache[featurizer.name] = torch.from_numpy(featurizer.compute(smiles)) if smiles else None
+    return cache[featurizer.name]
 
 
 def _read_smiles(data_file: str | Path, smiles_col: str) -> list[str]:
@@ -72,15 +112,16 @@ def predict_molecules(models: Sequence[Path], smiles: list[str], batch_size: int
     rows = np.array([m.candidate_index for m in kept], dtype=np.int64)
     out = np.full((len(loaded), len(smiles), len(names)), np.nan)
     graphs = [MolGraph.from_molecule(m) for m in kept]
+    features: dict = {}
     for k, (model, payload) in enumerate(loaded):
+        extra = _extra_features(payload, models[k], [m.smiles for m in kept], features)
         with torch.no_grad():
-            parts = [model(batch_mol_graphs(graphs[s])) for s in batch_slices(len(graphs), batch_size)]
+            parts = [model(batch_mol_graphs(graphs[s]), *(() if extra is None else (extra[s],)))
+                     for s in batch_slices(len(graphs), batch_size)]
         pred = torch.cat(parts).double().numpy() if parts else np.zeros((0, len(names)))
         if payload.get("target_scale") is not None:
             pred = pred * np.asarray(payload["target_scale"]) + np.asarray(payload["target_shift"])
-        if payload.get("task_type") == "classification":
-            pred = 1.0 / (1.0 + np.exp(-pred))
-        out[k, rows] = pred
+        out[k, rows] = to_output(pred, payload.get("task_type", "regression"))
     return out, names, {r.candidate_index: r.detail or r.reason for r in skipped}
 
 
@@ -90,7 +131,7 @@ def predict_to_csv(model: str | Path, data_file: str | Path, smiles_col: str, ou
     files = model_files(model)
     smiles = _read_smiles(data_file, smiles_col)
     preds, names, skipped = predict_molecules(files, smiles, batch_size)
-    members = [f.parent.name if f.parent.name.startswith("seed_") else f.stem for f in files]
+    members = member_names(files)
     header = ["row", "smiles", *names]
     if len(files) > 1:
         header += [f"{t}_std" for t in names] + [f"{t}_{m}" for m in members for t in names]
@@ -111,4 +152,4 @@ def predict_to_csv(model: str | Path, data_file: str | Path, smiles_col: str, ou
     return target
 
 
-__all__ = ["model_files", "predict_molecules", "predict_to_csv"]
+__all__ = ["member_names", "model_files", "predict_molecules", "predict_to_csv"]

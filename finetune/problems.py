@@ -61,6 +61,36 @@ class MoleculeProblem:
         self.dataset = dataset
         self.cfg = cfg
         self._splits: dict[Optional[int], Split] = {}
+        self._extra: Optional[np.ndarray] = None
+
+    @property
+    def extra_dim(self) -> int:
+        """Width of the extra features (0 without ``--extra-features``)."""
+        from graphmvp.finetune.extra_features import get_featurizer
+
+        return 0 if self.cfg.extra_features is None else get_featurizer(self.cfg.extra_features).dim
+
+    @property
+    def extra(self) -> Optional[np.ndarray]:
+        """The raw extra features [M, E] of every molecule (computed, or read from the cache next to
+        the featurised store, once), or None."""
+        if self.cfg.extra_features is None:
+            return None
+        if self._extra is None:
+            from graphmvp.finetune.extra_features import dataset_features
+
+            self._extra = dataset_features(self.cfg.extra_features, self.dataset.smiles,
+                                           self.dataset.store_path if self.cfg.use_cache else None)
+        return self._extra
+
+    def extra_statistics(self, seed: int):
+        """The extra features' standardisation for run seed ``seed``: fitted on its TRAINING part
+        only (:func:`graphmvp.finetune.extra_features.fit_statistics`), or None."""
+        if self.cfg.extra_features is None:
+            return None
+        from graphmvp.finetune.extra_features import fit_statistics, get_featurizer
+
+        return fit_statistics(get_featurizer(self.cfg.extra_features), self.extra[self.parts(seed)["train"]])
 
     @property
     def num_tasks(self) -> int:
@@ -87,10 +117,13 @@ class MoleculeProblem:
 
     def batch(self, indices: np.ndarray):
         g, y = self.dataset.batch(indices)
-        return (g,), y
+        if self.cfg.extra_features is None:
+            return (g,), y
+        return (g, torch.from_numpy(self.extra[np.asarray(indices, dtype=np.int64)])), y
 
     def build_model(self, encoder: nn.Module, pooling: str) -> nn.Module:
-        return FinetuneModel(encoder, self.num_tasks, pooling=pooling, head=self.cfg.head, head_hidden=self.cfg.head_hidden)
+        return FinetuneModel(encoder, self.num_tasks, pooling=pooling, head=self.cfg.head, head_hidden=self.cfg.head_hidden,
+                             extra_dim=self.extra_dim)
 
     def predict(self, model: nn.Module, indices: np.ndarray, batch_size: int, cache: dict, key: str) -> np.ndarray:
         """Model outputs [n, T] for the molecules ``indices`` (call in eval mode, no grad).
@@ -144,6 +177,9 @@ class DTAProblem:
 
     def labels(self, indices: np.ndarray) -> np.ndarray:
         return self.data.pair_label[indices][:, None]
+
+    def extra_statistics(self, seed: int):
+        return None  # extra features are for molecule tasks (the config refuses them for DTA)
 
     def batch(self, indices: np.ndarray):
         return self.encoded.batch(self.data, indices)

@@ -15,6 +15,12 @@ primary metric (ROC-AUC highest; RMSE / MSE lowest); NaN never wins (a validatio
 both classes in any task gives NaN; if every epoch is NaN, the last epoch is used and a warning
 recorded). Test metrics are reported at the best-validation epoch AND at the last epoch.
 
+With ``ensemble`` N > 1 every seed trains N members (:mod:`graphmvp.finetune.ensemble`: member ``k``
+seeded with ``member_seed(s, k)``, the split of ``s``), each selected at its own best-validation
+epoch; the seed's numbers are those of the members' mean prediction, each member's are kept in
+``per_seed[i]["members"]``. With ``extra_features`` the model's extra-feature statistics are fitted
+on the seed's training part (:meth:`graphmvp.finetune.problems.MoleculeProblem.extra_statistics`).
+
 The run folder (``out``)::
 
     config.json          resolved options, encoder provenance, versions, command
@@ -25,7 +31,8 @@ The run folder (``out``)::
     learning_curve.png   train loss and validation/test primary metric per epoch, per seed
     skipped.tsv          rows of the data file that were left out, with reasons
     seed_<s>/split.json  the data-file rows (pairs for DTA) of each split part
-    seed_<s>/best_model.pt  with save_model: the best-validation model (weights_only loadable)
+    seed_<s>/best_model.pt  with save_model: the best-validation model (weights_only loadable);
+                         seed_<s>/best_model_member_<k>.pt per member of an ensemble
 
 Distributed (``torchrun``, ``docs/distributed.md``): every rank runs :func:`finetune`. Rank 0
 reads (downloads, featurises, caches) the data first, the other ranks then read its cache. Each
@@ -58,6 +65,8 @@ import torch
 import graphmvp
 from graphmvp.finetune.config import FinetuneConfig
 from graphmvp.finetune.data import write_skipped_tsv
+from graphmvp.finetune.ensemble import average as ensemble_average
+from graphmvp.finetune.ensemble import member_seed
 from graphmvp.finetune.errors import FinetuneError
 from graphmvp.finetune.losses import LOSSES
 from graphmvp.finetune.metrics import compute_metrics, multitask_roc_auc
@@ -92,12 +101,19 @@ class NonFiniteLoss(RuntimeError):
 
 @dataclass
 class SeedResult:
+    """One trained model: run seed ``seed``, ensemble member ``member`` (0 for a single model).
+    ``predictions``: its outputs (logits for classification) on valid/test at the best
+    (``best_valid``, ``best_test``) and last (``last_valid``, ``last_test``) epochs."""
+
     seed: int
+    member: int = 0
+    label: str = ""
     rows: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     best_state: Optional[dict] = None
     stopped_early: Optional[int] = None  # the epoch after which patience ran out
     summary: dict = field(default_factory=dict)
+    predictions: dict = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -205,12 +221,21 @@ def global_slices(n: int, batch_size: int, world_size: int) -> list[slice]:
 
 class _SeedRun:
     def __init__(self, cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, pooling: str,
-                 ctx: DistContext = SINGLE_PROCESS):
+                 ctx: DistContext = SINGLE_PROCESS, member: int = 0):
         self.cfg, self.problem, self.ttype, self.seed, self.ctx = cfg, problem, ttype, seed, ctx
-        torch.manual_seed(seed)
-        np.random.seed(seed % (2**32))
+        self.member = member
+        self.label = f"seed {seed}" if cfg.ensemble == 1 else f"seed {seed} member {member}"
+        init_seed = member_seed(seed, member)  # initialisation, dropout, batch order; the split is the seed's
+        self.init_seed = init_seed
+        torch.manual_seed(init_seed)
+        np.random.seed(init_seed % (2**32))
         encoder, self.init = encoder_of(cfg, quiet=True)
-        self.model = problem.build_model(encoder, pooling).to(ctx.device)
+        model = problem.build_model(encoder, pooling)
+        self.extra_statistics = problem.extra_statistics(seed)
+        if self.extra_statistics is not None:
+            model.set_extra_statistics(self.extra_statistics.mean, self.extra_statistics.std)
+        self.model = model.to(ctx.device)
+        self.predictions: dict[str, np.ndarray] = {}
         if ctx.is_distributed:  # batch statistics of the global batch
             self.model = convert_sync_batchnorm(self.model)
         self.parts = problem.parts(seed)
@@ -237,7 +262,7 @@ class _SeedRun:
         steps = len(global_slices(self.parts["train"].shape[0], cfg.batch_size, ctx.world_size))
         self.scheduler = make_scheduler(cfg.lr_schedule, self.optimizer, steps, cfg.epochs, cfg.warmup_epochs)
         self.clipped = [p for g in groups for p in g["params"]] if cfg.grad_clip else None
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(init_seed)
         self.train_module = ctx.wrap(self.model)  # DDP under torchrun, the model itself otherwise
         self.eval_model = self.model if ctx.device.type == "cpu" else _OnDevice(self.model, ctx.device)
 
@@ -260,12 +285,12 @@ class _SeedRun:
                 y = (y - self.shift) / self.scale
             if ctx.device.type != "cpu":
                 inputs, y = move_to(inputs, ctx.device), y.to(ctx.device)
-            with rank_local_rng(ctx, self.seed, epoch, step):  # dropout: a stream per rank
+            with rank_local_rng(ctx, self.init_seed, epoch, step):  # dropout: a stream per rank
                 out = self.train_module(*inputs)
             loss = self.loss_fn(out, y)
             share, value = self._global_loss(loss, y)
             if not math.isfinite(value):
-                raise NonFiniteLoss(f"seed {self.seed}, epoch {epoch}, step {step}: loss is {value}; "
+                raise NonFiniteLoss(f"{self.label}, epoch {epoch}, step {step}: loss is {value}; "
                                     "lower --lr or check the labels")
             self.optimizer.zero_grad(set_to_none=True)
             share.backward()
@@ -302,26 +327,34 @@ class _SeedRun:
             pred = pred * self.scale.numpy() + self.shift.numpy()
         bad = int((~np.isfinite(pred)).sum())
         if bad:
-            raise NonFiniteLoss(f"seed {self.seed}, epoch {epoch}: {bad} of {pred.size} predictions on the {part} part "
+            raise NonFiniteLoss(f"{self.label}, epoch {epoch}: {bad} of {pred.size} predictions on the {part} part "
                                 "are NaN/inf (the model diverged); lower --lr or check the labels")
-        y = self.problem.labels(idx)
-        metrics = compute_metrics(self.ttype.metrics, y, pred)
+        self.predictions[part] = pred
+        metrics, per_task = _score(self.ttype, self.problem.labels(idx), pred)
         overflow = sorted(k for k, v in metrics.items() if math.isinf(v))
         if overflow:
-            raise NonFiniteLoss(f"seed {self.seed}, epoch {epoch}: {', '.join(overflow)} on the {part} part is inf "
+            raise NonFiniteLoss(f"{self.label}, epoch {epoch}: {', '.join(overflow)} on the {part} part is inf "
                                 "(the model diverged); lower --lr or check the labels")
-        per_task = None
-        if self.ttype.name == "classification":
-            auc = multitask_roc_auc(y, pred)
-            metrics["tasks_evaluated"] = auc.evaluated
-            per_task = auc.per_task
         return metrics, per_task
 
 
-def _train_seed(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, pooling: str, out: Path,
-                ctx: DistContext = SINGLE_PROCESS) -> tuple[SeedResult, EncoderInit]:
-    run = _SeedRun(cfg, problem, ttype, seed, pooling, ctx)
-    result = SeedResult(seed)
+def _score(ttype: TaskType, y: np.ndarray, pred: np.ndarray) -> tuple[dict, Optional[list]]:
+    """The task type's metrics of ``pred`` against ``y`` (and per-task ROC-AUC for classification)."""
+    metrics = compute_metrics(ttype.metrics, y, pred)
+    per_task = None
+    if ttype.name == "classification":
+        auc = multitask_roc_auc(y, pred)
+        metrics["tasks_evaluated"] = auc.evaluated
+        per_task = auc.per_task
+    return metrics, per_task
+
+
+def _train_member(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, member: int, pooling: str,
+                  ctx: DistContext = SINGLE_PROCESS) -> tuple[SeedResult, _SeedRun]:
+    """Train one model (run seed ``seed``, ensemble member ``member``) for every epoch; select its
+    best-validation epoch; keep its predictions at the best and last epochs."""
+    run = _SeedRun(cfg, problem, ttype, seed, pooling, ctx, member)
+    result = SeedResult(seed, member, run.label)
     higher = ttype.higher_is_better
     best_value = float("nan")
     best_per_task = None
@@ -332,7 +365,8 @@ def _train_seed(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, poolin
         loss, seen, seconds = run.train_epoch(epoch)
         seconds_total += seconds
         molecules_total += seen
-        row: dict[str, Any] = {"seed": seed, "epoch": epoch, "train_loss": loss, "train_seconds": round(seconds, 4),
+        row: dict[str, Any] = {"seed": seed, **({"member": member} if cfg.ensemble > 1 else {}), "epoch": epoch,
+                               "train_loss": loss, "train_seconds": round(seconds, 4),
                                "train_molecules_per_s": round(seen / seconds, 2) if seconds > 0 else float("nan")}
         t0 = time.perf_counter()
         per_task_test = None
@@ -347,19 +381,22 @@ def _train_seed(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, poolin
         value = row[f"valid_{ttype.metric}"]
         if result.best_epoch == 0 or _better(value, best_value, higher):
             result.best_epoch, best_value, best_per_task = epoch, value, per_task_test
+            result.predictions.update(best_valid=run.predictions["valid"], best_test=run.predictions["test"])
             if cfg.save_model:
                 result.best_state = {k: v.detach().to("cpu").clone() for k, v in run.model.state_dict().items()}
         if cfg.progress and ctx.is_main:
-            log.info("seed %d epoch %d/%d  loss %.4f  valid %s %.4f  test %s %.4f  (%.1f s, %.0f mol/s)", seed, epoch,
+            log.info("%s epoch %d/%d  loss %.4f  valid %s %.4f  test %s %.4f  (%.1f s, %.0f mol/s)", run.label, epoch,
                      cfg.epochs, loss, ttype.metric, value, ttype.metric, row[f"test_{ttype.metric}"], seconds,
                      row["train_molecules_per_s"])
         if cfg.patience and epoch - result.best_epoch >= cfg.patience:
             result.stopped_early = epoch
             break
+    result.predictions.update(last_valid=run.predictions["valid"], last_test=run.predictions["test"])
     warnings = list(run.init.warnings)
     if all(math.isnan(r[f"valid_{ttype.metric}"]) for r in result.rows):
         result.best_epoch = len(result.rows)
         best_per_task = per_task_test
+        result.predictions.update(best_valid=run.predictions["valid"], best_test=run.predictions["test"])
         if cfg.save_model:
             result.best_state = {k: v.detach().to("cpu").clone() for k, v in run.model.state_dict().items()}
         warnings.append(f"validation {ttype.metric} was undefined (NaN) at every epoch; the last epoch stands in for the best")
@@ -368,7 +405,7 @@ def _train_seed(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, poolin
     pick = lambda row, part: {m: row[f"{part}_{m}"] for m in ttype.metrics}  # noqa: E731
     result.summary = {
         "seed": seed,
-        "split": problem.describe(seed),
+        **({"member": member, "member_seed": run.init_seed} if cfg.ensemble > 1 else {"split": problem.describe(seed)}),
         "best_epoch": result.best_epoch,
         "valid_at_best": pick(best_row, "valid"),
         "test_at_best_valid": pick(best_row, "test"),
@@ -383,23 +420,85 @@ def _train_seed(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, poolin
     if ttype.name == "classification":
         result.summary["test_roc_auc_per_task_at_best"] = best_per_task
         result.summary["test_tasks_evaluated_at_best"] = best_row.get("test_tasks_evaluated")
+    result.summary["model_parameters"] = count_parameters(run.model)
+    result.summary["trainable_parameters"] = count_parameters(run.model, trainable_only=True)
+    return result, run
+
+
+def _model_file(seed_dir: Path, member: int, size: int) -> Path:
+    return seed_dir / ("best_model.pt" if size == 1 else f"best_model_member_{member}.pt")
+
+
+def _save_model(path: Path, cfg: FinetuneConfig, problem, ttype: TaskType, pooling: str, run: _SeedRun,
+                result: SeedResult) -> None:
+    """The best-validation model of one member, with what ``predict`` needs to featurise new
+    molecules identically (graphs, extra features and their statistics) and to undo the target
+    standardisation."""
+    extra = None
+    if cfg.extra_features is not None:
+        from graphmvp.finetune.extra_features import describe
+
+        extra = {**describe(cfg.extra_features), **run.extra_statistics.to_dict()}
+    payload = {"format": MODEL_FORMAT, "state_dict": result.best_state, "epoch": result.best_epoch,
+               "encoder_config": run.init.config, "task": cfg.task_name, "num_tasks": problem.num_tasks,
+               "head": cfg.head, "head_hidden": cfg.head_hidden, "pooling": pooling,
+               "task_type": ttype.name, "hydrogens": cfg.hydrogens,
+               "label_names": list(getattr(getattr(problem, "dataset", None), "label_names", None) or []),
+               "target_shift": None if run.shift is None else run.shift.tolist(),
+               "target_scale": None if run.scale is None else run.scale.tolist(),
+               "extra_features": extra, "seed": result.seed, "member": result.member, "member_seed": run.init_seed}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+#: summary key of each (epoch, part) an ensemble is scored at
+_ENSEMBLE_KEYS = {("best", "valid"): "valid_at_best", ("best", "test"): "test_at_best_valid",
+                  ("last", "valid"): "valid_at_last", ("last", "test"): "test_at_last_epoch"}
+
+
+def _ensemble_summary(problem, ttype: TaskType, seed: int, members: list[SeedResult]) -> dict:
+    """The seed's entry for an ensemble: the metrics of the members' mean predictions
+    (:mod:`graphmvp.finetune.ensemble`) at their own best and last epochs, and every member's summary."""
+    parts = problem.parts(seed)
+    summary: dict[str, Any] = {"seed": seed, "split": problem.describe(seed), "ensemble": len(members),
+                               "best_epoch": [m.best_epoch for m in members]}
+    for (when, part), key in _ENSEMBLE_KEYS.items():
+        pred = ensemble_average([m.predictions[f"{when}_{part}"] for m in members], ttype.name)
+        metrics, per_task = _score(ttype, problem.labels(parts[part]), pred)
+        summary[key] = {m: metrics[m] for m in ttype.metrics}
+        if ttype.name == "classification" and key == "test_at_best_valid":
+            summary["test_roc_auc_per_task_at_best"] = per_task
+            summary["test_tasks_evaluated_at_best"] = metrics["tasks_evaluated"]
+    seconds = sum(m.summary["train_seconds"] for m in members)
+    summary.update({
+        "epochs_trained": [m.summary["epochs_trained"] for m in members],
+        "stopped_early": [m.stopped_early for m in members],
+        "train_seconds": round(seconds, 3),
+        "warnings": [f"member {m.member}: {w}" for m in members for w in m.summary["warnings"]],
+        "model_parameters": members[0].summary["model_parameters"],
+        "trainable_parameters": members[0].summary["trainable_parameters"],
+        "members": [m.summary for m in members],
+    })
+    return summary
+
+
+def _train_seed(cfg: FinetuneConfig, problem, ttype: TaskType, seed: int, pooling: str, out: Path,
+                ctx: DistContext = SINGLE_PROCESS) -> tuple[list[SeedResult], dict, EncoderInit]:
+    """Train the seed's model (or its ``cfg.ensemble`` members); write ``seed_<s>/``: (the
+    members, the seed's summary entry, where the encoder came from)."""
     seed_dir = out / f"seed_{seed}"
     if ctx.is_main:
         seed_dir.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(seed_dir / "split.json", problem.split_json(seed).encode())
-    if cfg.save_model and result.best_state is not None and ctx.is_main:
-        payload = {"format": MODEL_FORMAT, "state_dict": result.best_state, "epoch": result.best_epoch,
-                   "encoder_config": run.init.config, "task": cfg.task_name, "num_tasks": problem.num_tasks,
-                   "head": cfg.head, "head_hidden": cfg.head_hidden, "pooling": pooling,
-                   "task_type": ttype.name, "hydrogens": cfg.hydrogens,
-                   "label_names": list(getattr(getattr(problem, "dataset", None), "label_names", None) or []),
-                   "target_shift": None if run.shift is None else run.shift.tolist(),
-                   "target_scale": None if run.scale is None else run.scale.tolist()}
-        with atomic_path(seed_dir / "best_model.pt") as tmp:
-            torch.save(payload, tmp)
-    result.summary["model_parameters"] = count_parameters(run.model)
-    result.summary["trainable_parameters"] = count_parameters(run.model, trainable_only=True)
-    return result, run.init
+    members = []
+    for member in range(cfg.ensemble):
+        result, run = _train_member(cfg, problem, ttype, seed, member, pooling, ctx)
+        if cfg.save_model and result.best_state is not None and ctx.is_main:
+            _save_model(_model_file(seed_dir, member, cfg.ensemble), cfg, problem, ttype, pooling, run, result)
+        result.best_state = None  # written: free the memory before the next member
+        members.append(result)
+    summary = members[0].summary if cfg.ensemble == 1 else _ensemble_summary(problem, ttype, seed, members)
+    return members, summary, run.init
 
 
 # --------------------------------------------------------------------------------- the run
@@ -486,26 +585,30 @@ def _finetune(cfg: FinetuneConfig, ctx: DistContext, command: Optional[list[str]
     started = time.time()
     with _threads(cfg.threads):
         init, problem, pooling = _prepare_everywhere(cfg, ctx)
-        method = cfg.method or init.method
+        method = cfg.method or _method_label(cfg, init.method)
+        extra = _extra_features_record(cfg, problem)
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)
             _clear_outputs(out)
             write_json(out / "config.json", {
                 "format": RUN_FORMAT, "config": cfg.to_dict(), "task_type": ttype.__dict__, "pooling": pooling,
-                "method": method, "init": init.to_dict(), "versions": _versions(), "command": command or [],
-                "threads": torch.get_num_threads(), "device": str(ctx.device), "world_size": ctx.world_size,
+                "method": method, "init": init.to_dict(), "extra_features": extra, "versions": _versions(),
+                "command": command or [], "threads": torch.get_num_threads(), "device": str(ctx.device),
+                "world_size": ctx.world_size,
             })
             write_skipped_tsv(out / "skipped.tsv", problem.skipped)
         ctx.barrier()
-        results = []
+        results: list[SeedResult] = []  # every trained model (members of every seed)
+        per_seed: list[dict] = []
         for seed in cfg.seeds:
-            result, init = _train_seed(cfg, problem, ttype, seed, pooling, out, ctx)
-            results.append(result)
+            members, seed_summary, init = _train_seed(cfg, problem, ttype, seed, pooling, out, ctx)
+            results.extend(members)
+            per_seed.append(seed_summary)
             if ctx.is_main:
                 _write_metrics(out / "metrics.csv", [r for res in results for r in res.rows])
         threads = torch.get_num_threads()
 
-    seeds = [r.seed for r in results]
+    seeds = list(cfg.seeds)
     summary = {
         "format": RUN_FORMAT,
         "task": cfg.task_name,
@@ -516,20 +619,13 @@ def _finetune(cfg: FinetuneConfig, ctx: DistContext, command: Optional[list[str]
         "seeds": list(cfg.seeds),
         "epochs": cfg.epochs,
         "result": {
-            "test_at_best_valid": _stats([r.summary["test_at_best_valid"][ttype.metric] for r in results], seeds),
-            "test_at_last_epoch": _stats([r.summary["test_at_last_epoch"][ttype.metric] for r in results], seeds),
-            "valid_at_best": _stats([r.summary["valid_at_best"][ttype.metric] for r in results], seeds),
+            "test_at_best_valid": _stats([r["test_at_best_valid"][ttype.metric] for r in per_seed], seeds),
+            "test_at_last_epoch": _stats([r["test_at_last_epoch"][ttype.metric] for r in per_seed], seeds),
+            "valid_at_best": _stats([r["valid_at_best"][ttype.metric] for r in per_seed], seeds),
         },
-        "metrics": {
-            m: {
-                "test_at_best_valid": _stats([r.summary["test_at_best_valid"][m] for r in results], seeds),
-                "test_at_last_epoch": _stats([r.summary["test_at_last_epoch"][m] for r in results], seeds),
-                "valid_at_best": _stats([r.summary["valid_at_best"][m] for r in results], seeds),
-            }
-            for m in ttype.metrics
-        },
+        "metrics": _metric_stats(ttype, per_seed, seeds),
         "std": "population standard deviation over seeds (ddof=0)",
-        "per_seed": [r.summary for r in results],
+        "per_seed": per_seed,
         "dataset": problem.summary(),
         "split": cfg.split,
         "init": init.to_dict(),
@@ -537,10 +633,20 @@ def _finetune(cfg: FinetuneConfig, ctx: DistContext, command: Optional[list[str]
         "protocol": {"name": cfg.protocol, **{k: getattr(cfg, k) for k in (
             "split_fractions", "dropout", "head", "epochs", "batch_size", "lr", "weight_decay", "encoder_lr_scale",
             "freeze_encoder", "standardize", "lr_schedule", "warmup_epochs", "patience", "grad_clip")}},
+        "extra_features": None if extra is None else {k: extra[k] for k in ("kind", "dim", "standardised")},
         "timing": {"seconds": round(time.time() - started, 2), "threads": threads, "device": str(ctx.device),
                    "world_size": ctx.world_size},
         "versions": _versions(),
     }
+    if cfg.ensemble > 1:
+        members = [r.summary for r in results]
+        summary["ensemble"] = {
+            "size": cfg.ensemble,
+            "rule": "each member at its own best-validation epoch; the ensemble predicts the mean of the members' "
+                    "predictions (classification: probabilities); result/metrics/per_seed are the ensemble's",
+            "member_seeds": {f"seed_{r['seed']}": [m["member_seed"] for m in r["members"]] for r in per_seed},
+            "members": _metric_stats(ttype, members, [m["seed"] for m in members]),
+        }
     if ctx.is_main:
         _plot(out / "learning_curve.png", results, ttype, summary)
         write_json(out / SUMMARY_FILE, summary)
@@ -548,8 +654,34 @@ def _finetune(cfg: FinetuneConfig, ctx: DistContext, command: Optional[list[str]
     return summary
 
 
+def _metric_stats(ttype: TaskType, entries: list[dict], seeds: list[int]) -> dict:
+    """Per metric: test at best valid / at last epoch and valid at best, over ``entries``."""
+    return {m: {key: _stats([e[key][m] for e in entries], seeds) for key in
+                ("test_at_best_valid", "test_at_last_epoch", "valid_at_best")} for m in ttype.metrics}
+
+
+def _method_label(cfg: FinetuneConfig, base: str) -> str:
+    """The table label: the encoder's, plus the extra features and the ensemble size when used."""
+    label = base if cfg.extra_features is None else f"{base} + {cfg.extra_features}"
+    return label if cfg.ensemble == 1 else f"{label} (ensemble of {cfg.ensemble})"
+
+
+def _extra_features_record(cfg: FinetuneConfig, problem) -> Optional[dict]:
+    """config.json's record of the extra features: kind, width, names and every seed's
+    training-split statistics (None without extra features)."""
+    if cfg.extra_features is None:
+        return None
+    from graphmvp.finetune.extra_features import describe
+
+    record = describe(cfg.extra_features)
+    stats = {f"seed_{s}": problem.extra_statistics(s).to_dict() for s in cfg.seeds} if record["standardised"] else None
+    return {**record, "statistics": stats}
+
+
 RUN_FILES = (SUMMARY_FILE, "config.json", "metrics.csv", "learning_curve.png", "skipped.tsv")
 SEED_FILES = ("split.json", "best_model.pt")
+#: the model files of ensemble members in ``seed_<s>/``
+MEMBER_FILES = "best_model_member_*.pt"
 
 
 def _clear_outputs(out: Path) -> None:
@@ -560,6 +692,8 @@ def _clear_outputs(out: Path) -> None:
         if seed_dir.is_dir():
             for name in SEED_FILES:
                 (seed_dir / name).unlink(missing_ok=True)
+            for member_file in seed_dir.glob(MEMBER_FILES):
+                member_file.unlink()
             try:
                 seed_dir.rmdir()
             except OSError:
@@ -592,9 +726,9 @@ def _plot(path: Path, results: list[SeedResult], ttype: TaskType, summary: dict)
     for i, res in enumerate(results):
         c = colors[i % len(colors)]
         epochs = [r["epoch"] for r in res.rows]
-        ax_loss.plot(epochs, [r["train_loss"] for r in res.rows], color=c, label=f"seed {res.seed}")
-        ax_metric.plot(epochs, [r[f"valid_{m}"] for r in res.rows], color=c, linestyle="--", label=f"valid, seed {res.seed}")
-        ax_metric.plot(epochs, [r[f"test_{m}"] for r in res.rows], color=c, label=f"test, seed {res.seed}")
+        ax_loss.plot(epochs, [r["train_loss"] for r in res.rows], color=c, label=res.label)
+        ax_metric.plot(epochs, [r[f"valid_{m}"] for r in res.rows], color=c, linestyle="--", label=f"valid, {res.label}")
+        ax_metric.plot(epochs, [r[f"test_{m}"] for r in res.rows], color=c, label=f"test, {res.label}")
         ax_metric.axvline(res.best_epoch, color=c, alpha=0.3, linewidth=1)
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel(f"training loss ({ttype.loss})")
@@ -624,8 +758,9 @@ def load_finetuned(path: str | os.PathLike):
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise FinetuneError(f"{path}: not a fine-tuned model file ({MODEL_FORMAT})")
     encoder = encoder_from_config({"encoder": "gin", **payload["encoder_config"]})  # files before GraphGPS: GIN
+    extra = payload.get("extra_features")
     model = FinetuneModel(encoder, payload["num_tasks"], pooling=payload["pooling"], head=payload["head"],
-                          head_hidden=payload.get("head_hidden"))
+                          head_hidden=payload.get("head_hidden"), extra_dim=int(extra["dim"]) if extra else 0)
     model.load_state_dict(payload["state_dict"])
     return model.eval(), payload
 
