@@ -161,7 +161,8 @@ def child_data(args: argparse.Namespace) -> None:
     from graphmvp.data.collate import collate
     from graphmvp.data.store import ConformerStore
     from graphmvp.pretrain import dataset_options, resolve_config
-    from graphmvp.pretrain.trainer import epoch_batches, tune_malloc
+    from graphmvp.malloc_tuning import tune_malloc
+    from graphmvp.pretrain.epoch_plan import epoch_batches
 
     torch.set_num_threads(args.threads)
     if not args.no_malloc_tuning:
@@ -193,8 +194,11 @@ def child_train(args: argparse.Namespace) -> None:
     import numpy as np
 
     from graphmvp.data import pretrain_dataset
+    from graphmvp.malloc_tuning import tune_malloc
     from graphmvp.pretrain import resolve_config, trainer
 
+    if not args.no_malloc_tuning:  # what graphmvp-pretrain does (the library leaves the process alone)
+        tune_malloc()
     marks: dict[str, Any] = {"rss_imports_mib": mib(proc_status_kib("VmRSS"))}
     if args.mode == "stream":
         pretrain_dataset.PRELOAD_AUTO_MAX_BYTES = 0

@@ -59,7 +59,7 @@ their 5 lowest-energy conformers, prepared once with geom_prep into ``benchmarks
 (git-ignored); when absent, the bundled demo SMILES (RDKit conformers, explicit H).
 
 Memory: like ``graphmvp-pretrain``, the benchmark calls
-:func:`graphmvp.pretrain.trainer.tune_malloc` (glibc keeps freed blocks instead of unmapping them)
+:func:`graphmvp.malloc_tuning.tune_malloc` (glibc keeps freed blocks instead of unmapping them)
 unless ``--no-malloc-tuning``; each step figure reports the process's minor page faults and
 user/system CPU seconds per step so the effect is visible.
 
@@ -93,7 +93,7 @@ from graphmvp.data.store import ConformerStore
 from graphmvp.demo import demo_smiles_path
 from graphmvp.models.schnet import DEFAULT_SCHNET_IMPL, SCHNET_IMPLS
 from graphmvp.pretrain import GraphMVPModel, dataset_options, epoch_batches, resolve_config
-from graphmvp.pretrain.trainer import tune_malloc
+from graphmvp.malloc_tuning import tune_malloc
 
 HERE = Path(__file__).resolve().parent
 UPSTREAM_SAMPLES_PER_S = 34.5  # ../shared/reference/GRAPHMVP.md: 145 s per epoch of 5,000 samples, 7.3 s/step

@@ -19,16 +19,69 @@ resolved config and log.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from importlib import resources
 from pathlib import Path
+
+LOG = logging.getLogger("graphmvp.pretrain")
 
 
 def demo_smiles_path() -> Path:
     """The bundled demo SMILES file, a package resource (see geom_prep/demo/SOURCE.md in the repository
     for its source and licence)."""
     return Path(str(resources.files("graphmvp.prep") / "demo" / "zinc_demo.csv"))
+
+
+def demo_store_path(out: Path) -> Path:
+    """Where ``graphmvp-pretrain`` without ``--store`` keeps the demo store: next to the run folder ``out``."""
+    return out.parent / "demo_conformers.h5"
+
+
+def ensure_demo_store(path: Path) -> tuple[Path, bool]:
+    """The demo store at ``path``, prepared from the bundled SMILES unless already there.
+
+    Returns ``(path, prepared_now)``. Conformers: geom_prep's defaults for SMILES input (RDKit
+    ETKDG + MMFF, 5 per molecule, explicit hydrogens kept as upstream). Raises
+    :class:`~graphmvp.pretrain.config.ConfigError` when preparation fails.
+    """
+    from graphmvp.data.store import ConformerStore
+    from graphmvp.prep.config import PrepConfig, PrepError
+    from graphmvp.prep.pipeline import prepare
+    from graphmvp.pretrain.config import ConfigError
+
+    if path.is_file():
+        try:
+            with ConformerStore(path) as store:
+                if len(store) > 0 and store.has_positions:
+                    return path, False
+        except (OSError, ValueError):
+            pass
+    LOG.info("preparing the demo store %s from %s (once; RDKit conformers, about a minute)", path, demo_smiles_path())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        prepare(
+            PrepConfig(input=str(demo_smiles_path()), output=str(path), workers=max(1, min(2, os.cpu_count() or 1)), overwrite=True),
+            command=["graphmvp-pretrain (demo store)"],
+        )
+    except PrepError as e:
+        raise ConfigError(f"could not prepare the demo store {path}: {e}") from None
+    return path, True
+
+
+class DemoStore:
+    """The store provider of ``graphmvp-pretrain`` without ``--store``
+    (:class:`graphmvp.pretrain.trainer.StoreProvider`): the bundled demo molecules, prepared once
+    into :func:`demo_store_path` and reused by later runs."""
+
+    def path(self, out: Path) -> Path:
+        return demo_store_path(out)
+
+    def prepare(self, path: Path) -> str:
+        path, prepared = ensure_demo_store(path)
+        how = "prepared it now" if prepared else "reusing the existing file"
+        return f"no --store given: bundled demo molecules {demo_smiles_path().name} -> demo store {path} ({how})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"prepared {result.counts['candidates']} molecules in {result.seconds:.1f} s "
           f"({result.molecules_per_second:.1f} molecules/s); skipped list: {result.report}")
 
+    from graphmvp.malloc_tuning import tune_malloc
     from graphmvp.pretrain import pretrain, resolve_config
+
+    tune_malloc()  # what graphmvp-pretrain does with its default --malloc-tuning
 
     run_dir = out / "pretrain_graphmvp"
     print(f"[2/3] pretraining GraphMVP (EBM-NCE + VRR, 2D GIN + 3D SchNet) -> {run_dir}", flush=True)

@@ -153,12 +153,12 @@ def rss_kib():
 def test_tuned_malloc_is_bounded():
     """Tuning may keep freed memory only up to its bounds: a freed block above the mmap threshold
     leaves the process (before, glibc was told to keep everything below 1 GiB forever)."""
-    from graphmvp.pretrain import trainer
+    from graphmvp import malloc_tuning
 
-    assert trainer.MALLOC_MMAP_THRESHOLD <= 256 * 2**20
-    assert trainer.MALLOC_TOP_PAD <= trainer.MALLOC_TRIM_THRESHOLD <= 512 * 2**20
-    assert trainer.tune_malloc()
-    size = trainer.MALLOC_MMAP_THRESHOLD + trainer.MALLOC_TRIM_THRESHOLD + 64 * 2**20
+    assert malloc_tuning.MALLOC_MMAP_THRESHOLD <= 256 * 2**20
+    assert malloc_tuning.MALLOC_TOP_PAD <= malloc_tuning.MALLOC_TRIM_THRESHOLD <= 512 * 2**20
+    assert malloc_tuning.tune_malloc() and malloc_tuning.malloc_tuned()
+    size = malloc_tuning.MALLOC_MMAP_THRESHOLD + malloc_tuning.MALLOC_TRIM_THRESHOLD + 64 * 2**20
     block = torch.ones(size // 4)  # written: resident
     held = rss_kib()
     del block

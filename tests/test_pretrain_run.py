@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import graphmvp.pretrain.trainer as trainer_module
+import graphmvp.demo as demo_module
 from graphmvp.data.collate import collate
 from graphmvp.data.pretrain_dataset import PretrainDataset
 from graphmvp.data.store import ConformerStore
@@ -21,6 +21,7 @@ from graphmvp.models import GIN
 from graphmvp.objectives import EBMNCE, AttributeMasking
 from graphmvp.pretrain import (
     ENCODER_FORMAT,
+    ConfigError,
     GraphMVPModel,
     NonFiniteLossError,
     dataset_options,
@@ -340,19 +341,50 @@ def test_nan_in_a_later_epoch_names_the_last_checkpoint_and_exits_1(store, tmp_p
 def test_without_store_the_demo_store_is_prepared_next_to_the_run_and_reused(tmp_path, monkeypatch):
     smiles = tmp_path / "demo.csv"
     smiles.write_text("SMILES\nCCO\nCC(=O)O\nc1ccccc1O\nCCN\n")
-    monkeypatch.setattr(trainer_module, "demo_smiles_path", lambda: smiles)
+    monkeypatch.setattr(demo_module, "demo_smiles_path", lambda: smiles)
     runs = tmp_path / "runs"
     kw = {**TINY, "epochs": 1, "max_steps": 1}
-    pretrain(resolve_config(out=str(runs / "a"), **kw))
+    with pytest.raises(ConfigError, match="no store given"):  # the library prepares nothing unasked
+        pretrain(resolve_config(out=str(runs / "a"), **kw))
+    assert not runs.exists()
+    pretrain(resolve_config(out=str(runs / "a"), **kw), store_provider=demo_module.DemoStore())
     demo = runs / "demo_conformers.h5"
     with ConformerStore(demo) as s:
         assert len(s) == 4 and s.hydrogens == "keep" and s.has_positions
     assert "prepared it now" in (runs / "a" / "train.log").read_text()
     mtime = demo.stat().st_mtime_ns
-    result = pretrain(resolve_config(out=str(runs / "b"), **kw))
+    result = pretrain(resolve_config(out=str(runs / "b"), **kw), store_provider=demo_module.DemoStore())
     assert demo.stat().st_mtime_ns == mtime
     assert "reusing the existing file" in (runs / "b" / "train.log").read_text()
     assert result.config.store == str(demo)
+
+
+# -- process-wide settings belong to the command line ----------------------------------------------------
+def test_the_library_leaves_the_process_alone_and_the_command_line_tunes_malloc(store, tmp_path):
+    """pretrain() neither imports the demo layer nor changes glibc's malloc; graphmvp-pretrain does
+    the latter (its --malloc-tuning default). A fresh process, so no other test has tuned it."""
+    tiny = ["--batch-size", "4", "--num-layers", "2", "--emb-dim", "16", "--schnet-filters", "16",
+            "--schnet-interactions", "1", "--schnet-gaussians", "10", "--no-progress", "--epochs", "1", "--max-steps", "1"]
+    code = f"""
+import sys
+import graphmvp.pretrain.trainer
+assert "graphmvp.demo" not in sys.modules, "the trainer imports the demo layer"
+from graphmvp import malloc_tuning
+from graphmvp.pretrain import pretrain, resolve_config
+pretrain(resolve_config(store={str(store)!r}, out={str(tmp_path / "lib")!r}, epochs=1, max_steps=1, **{TINY!r}))
+assert not malloc_tuning.malloc_tuned(), "pretrain() tuned malloc"
+log = open({str(tmp_path / "lib" / "train.log")!r}).read()
+assert "malloc tuning: not applied in this process" in log, log
+from graphmvp.pretrain.cli import main
+assert main(["--store", {str(store)!r}, "--out", {str(tmp_path / "cli")!r}, *{tiny!r}]) == 0
+assert malloc_tuning.malloc_tuned() == sys.platform.startswith("linux")
+print("OK")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("OK"), done.stderr[-3000:]
+    if sys.platform.startswith("linux"):
+        assert "malloc tuning (glibc: mmap threshold 64 MiB, heap trimmed above 256 MiB free): applied" in (
+            tmp_path / "cli" / "train.log").read_text()
 
 
 # -- malloc tuning -------------------------------------------------------------------------------------
@@ -360,7 +392,7 @@ def test_without_store_the_demo_store_is_prepared_next_to_the_run_and_reused(tmp
 def test_tuned_malloc_reuses_large_blocks_instead_of_faulting_them_in_again():
     import resource
 
-    from graphmvp.pretrain.trainer import tune_malloc
+    from graphmvp.malloc_tuning import tune_malloc
 
     assert tune_malloc()
     # one 48 MiB tensor: above glibc's adaptive mmap threshold (at most 32 MiB), below the tuned one

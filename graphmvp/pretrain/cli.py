@@ -168,6 +168,8 @@ def config_from_args(argv: Optional[list[str]] = None) -> tuple[PretrainConfig, 
 
 @record_errors  # under torchrun: an unexpected exception's traceback reaches the launcher's error summary
 def main(argv: Optional[list[str]] = None) -> int:
+    from graphmvp.demo import DemoStore
+    from graphmvp.malloc_tuning import tune_malloc
     from graphmvp.pretrain.trainer import NonFiniteLossError, pretrain
 
     env = launch_env()
@@ -177,7 +179,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.get("print_config"):
             print(cfg.to_yaml(), end="")
             return 0
-        result = pretrain(cfg, dist_timeout=args.get("dist_timeout", DEFAULT_TIMEOUT_S))
+        if cfg.malloc_tuning:  # process-wide: the command line owns the process, the library does not
+            tune_malloc()
+        result = pretrain(cfg, dist_timeout=args.get("dist_timeout", DEFAULT_TIMEOUT_S),
+                          store_provider=DemoStore() if cfg.store is None else None)
     except ConfigError as e:
         print(f"{PROG}: error{who}: {e}", file=sys.stderr)
         return 2

@@ -126,7 +126,7 @@ class PretrainConfig:
     (auto: CUDA when torch and DGL both have it, else CPU; cpu; cuda; cuda:N; see
     :func:`graphmvp.distributed.resolve_device`),
     ``malloc_tuning`` (keep freed memory in the heap on glibc, much fewer page faults per step;
-    see :func:`graphmvp.pretrain.trainer.tune_malloc`).
+    see :func:`graphmvp.malloc_tuning.tune_malloc`; applied by ``graphmvp-pretrain``).
     """
 
     out: str = "runs/pretrain"

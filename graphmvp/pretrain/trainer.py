@@ -1,4 +1,16 @@
-"""The pretraining loop: data, optimiser, checkpoints, resume, metrics, plot.
+"""The pretraining loop: data, model and optimiser, the epochs, checks; the rest lives beside it.
+
+The pretraining core, one concern per module:
+
+* :mod:`graphmvp.pretrain.trainer` (this module): :func:`pretrain`, the run's setup and epoch loop;
+* :mod:`graphmvp.pretrain.epoch_plan`: the seeded order of the samples, global batches, rank pieces;
+* :mod:`graphmvp.pretrain.sharded_step`: one rank's step on its piece of a global batch (DDP);
+* :mod:`graphmvp.pretrain.checkpoint_io`: ``last.pt``, the exported encoders, resume checks;
+* :mod:`graphmvp.pretrain.reporting`: ``train.log``, ``metrics.csv``, ``loss_curves.png``;
+* :mod:`graphmvp.pretrain.model`, :mod:`graphmvp.pretrain.config`: the model and the typed config.
+
+The demo store (:class:`graphmvp.demo.DemoStore`) and glibc malloc tuning
+(:mod:`graphmvp.malloc_tuning`) belong to the process that runs: the command line and the demo.
 
 :func:`pretrain` runs one :class:`~graphmvp.pretrain.config.PretrainConfig` and returns a
 :class:`RunResult`. The run folder ``out`` receives (every file written atomically: a temporary
@@ -46,9 +58,9 @@ Errors
 
 Distributed (``torchrun``; ``docs/distributed.md``)
     Under a launcher with ``WORLD_SIZE > 1`` every rank runs :func:`pretrain`; the epoch plan
-    (:func:`epoch_batches`: global batches of ``batch_size``) is the same on every rank and rank
-    ``r`` loads only the ``r``-th contiguous piece of each global batch. The step
-    (:class:`ShardedStep`) encodes the local piece, gathers the pooled representations of the
+    (:func:`~graphmvp.pretrain.epoch_plan.epoch_batches`: global batches of ``batch_size``) is the
+    same on every rank and rank ``r`` loads only the ``r``-th contiguous piece of each global
+    batch. The step (:class:`~graphmvp.pretrain.sharded_step.ShardedStep`) encodes the local piece, gathers the pooled representations of the
     global batch (differentiable), computes the contrastive and generative terms on the global
     batch on every rank (the same in-batch negatives and VRR noise as one process), weights the
     local 2D-task term by the rank's share of its items (``Task2D.item_count``) and
@@ -59,30 +71,24 @@ Distributed (``torchrun``; ``docs/distributed.md``)
 
 from __future__ import annotations
 
-import csv
-import ctypes
-import io
-import logging
 import math
-import os
 import random
 import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Protocol
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from graphmvp.data.collate import PretrainBatch, collate
 from graphmvp.data.pretrain_dataset import PretrainDataset
 from graphmvp.data.store import ConformerStore
-from graphmvp.demo import demo_smiles_path
 from graphmvp.distributed import (
     DEFAULT_TIMEOUT_S,
     DistContext,
@@ -90,25 +96,28 @@ from graphmvp.distributed import (
     DistributedError,
     all_gather_rows,
     communication,
-    global_batch,
     convert_sync_batchnorm,
     distributed_context,
     raise_if_communication_error,
-    rank_local_rng,
-    shard_bounds,
-    shard_sizes,
 )
-from graphmvp.io import atomic_path, write_bytes_atomic
+from graphmvp.io import write_bytes_atomic
+from graphmvp.malloc_tuning import MALLOC_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD, malloc_tuned
+from graphmvp.pretrain.checkpoint_io import load_state, save_encoder, save_state, set_rng_state
 from graphmvp.pretrain.config import ConfigError, PretrainConfig, check_inputs
-from graphmvp.pretrain.model import KIND_CALLERS, GraphMVPModel, dataset_options
+from graphmvp.pretrain.epoch_plan import EpochPlan, RankPieces, epoch_batches, epoch_seed
+from graphmvp.pretrain.model import GraphMVPModel, dataset_options
+from graphmvp.pretrain.reporting import (
+    LOG,
+    format_number,
+    loss_column,
+    plot_losses,
+    rank_logging,
+    run_logging,
+    write_metrics,
+)
+from graphmvp.pretrain.sharded_step import PAIR_KINDS, ShardedStep, StepValues, global_task, local_term_count
 from graphmvp.pretrain.tasks import TASKS_2D
 
-LOG = logging.getLogger("graphmvp.pretrain")
-
-STATE_FORMAT = "graphmvp-pretrain-state-v1"
-#: config fields that do not change the weights but may differ on ``--resume`` beyond
-#: :data:`~graphmvp.pretrain.config.VOLATILE_FIELDS` (a run may move between devices)
-RESUME_MAY_CHANGE = ("device",)
 RUN_FILES = ("config.yaml", "train.log", "metrics.csv", "model_2d.pt", "best_model_2d.pt", "last.pt", "loss_curves.png")
 
 
@@ -149,242 +158,15 @@ class RunResult:
         return self.out_dir / "last.pt"
 
 
-# -- small helpers ---------------------------------------------------------------------------------
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file next to ``path``, then rename it over ``path``."""
-    with atomic_path(path, fsync=True) as tmp:
-        torch.save(obj, tmp)
+class StoreProvider(Protocol):
+    """Supplies the store of a run whose config names none (``graphmvp-pretrain`` without
+    ``--store`` passes :class:`graphmvp.demo.DemoStore`). ``path(out)``: where the store is, for
+    the run folder ``out`` (every rank asks); ``prepare(path)``: make it ready and return one line
+    for the log (rank 0 only; the other ranks wait and then read it). Raises ConfigError on failure."""
 
+    def path(self, out: Path) -> Path: ...
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A 63-bit seed for the sample order of ``epoch`` (independent streams per (seed, epoch))."""
-    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1, np.uint64)[0]) & ((1 << 63) - 1)
-
-
-class EpochPlan(Sequence):
-    """The global batches of one epoch: ``order`` int64 [n] cut into consecutive batches of
-    ``batch_size`` (the last one may be shorter). ``plan[i]`` is batch ``i``, an int64 array (a
-    view of ``order``): one array per epoch, not one python int per sample.
-
-    ``shard(rank, world_size)``: the sequence of rank ``rank``'s pieces of every batch (see
-    :func:`graphmvp.distributed.shard_bounds`), what that rank's DataLoader loads.
-    """
-
-    def __init__(self, order: np.ndarray, batch_size: int):
-        self.order = np.asarray(order, dtype=np.int64)
-        self.batch_size = int(batch_size)
-
-    def __len__(self) -> int:
-        return -(-len(self.order) // self.batch_size)
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        n = len(self)
-        i = int(i)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError(f"batch {i} out of range for an epoch of {n} batches")
-        return self.order[i * self.batch_size : (i + 1) * self.batch_size]
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, EpochPlan):
-            return NotImplemented
-        return self.batch_size == other.batch_size and np.array_equal(self.order, other.order)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"EpochPlan({len(self.order)} samples, {len(self)} batches of <= {self.batch_size})"
-
-    def shard(self, rank: int, world_size: int) -> "RankPieces":
-        return RankPieces(self, rank, world_size)
-
-
-class RankPieces(Sequence):
-    """Rank ``rank``'s contiguous piece of every batch of an :class:`EpochPlan` (its
-    DataLoader's batch sampler). ``sizes(i)``: the piece sizes of batch ``i`` on every rank."""
-
-    def __init__(self, plan: EpochPlan, rank: int, world_size: int):
-        self.plan, self.rank, self.world_size = plan, int(rank), int(world_size)
-
-    def __len__(self) -> int:
-        return len(self.plan)
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        batch = self.plan[i]
-        start, stop = shard_bounds(len(batch), self.rank, self.world_size)
-        return batch[start:stop]
-
-    def sizes(self, i: int) -> list[int]:
-        return shard_sizes(len(self.plan[i]), self.world_size)
-
-
-def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int, min_batch: int = 2) -> EpochPlan:
-    """The :class:`EpochPlan` of ``epoch``: a seeded permutation of the samples cut into global
-    batches of ``batch_size``; a last batch of fewer than ``min_batch`` samples is dropped (batch
-    norm needs 2; under DDP every rank needs one, so the trainer passes ``max(2, world_size)``)."""
-    generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-    order = torch.randperm(num_samples, generator=generator).numpy()
-    tail = num_samples % batch_size
-    if 0 < tail < min_batch:
-        order = order[: num_samples - tail]
-    return EpochPlan(order, batch_size)
-
-
-def demo_store_path(out: Path) -> Path:
-    """Where the bundled demo store goes when no ``store`` is given: next to the run folder."""
-    return out.parent / "demo_conformers.h5"
-
-
-def ensure_demo_store(path: Path) -> tuple[Path, bool]:
-    """The demo store at ``path``, prepared from the bundled SMILES unless already there.
-
-    Returns ``(path, prepared_now)``. Conformers: geom_prep's defaults for SMILES input (RDKit
-    ETKDG + MMFF, 5 per molecule, explicit hydrogens kept as upstream).
-    """
-    if path.is_file():
-        try:
-            with ConformerStore(path) as store:
-                if len(store) > 0 and store.has_positions:
-                    return path, False
-        except (OSError, ValueError):
-            pass
-    from graphmvp.prep.config import PrepConfig, PrepError
-    from graphmvp.prep.pipeline import prepare
-
-    LOG.info("preparing the demo store %s from %s (once; RDKit conformers, about a minute)", path, demo_smiles_path())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        prepare(
-            PrepConfig(input=str(demo_smiles_path()), output=str(path), workers=max(1, min(2, os.cpu_count() or 1)), overwrite=True),
-            command=["graphmvp-pretrain (demo store)"],
-        )
-    except PrepError as e:
-        raise ConfigError(f"could not prepare the demo store {path}: {e}") from None
-    return path, True
-
-
-# glibc mallopt parameters
-_M_TRIM_THRESHOLD = -1
-_M_TOP_PAD = -2
-_M_MMAP_THRESHOLD = -3
-
-#: blocks from this size up are mapped per allocation and unmapped on free (glibc's default
-#: threshold adapts up to 32 MiB); smaller ones are reused from the heap
-MALLOC_MMAP_THRESHOLD = 64 * 2**20
-#: free memory at the top of a heap beyond this is returned to the system, down to MALLOC_TOP_PAD
-MALLOC_TRIM_THRESHOLD = 256 * 2**20
-#: free memory a heap keeps at its top after trimming (and grows by beyond a request)
-MALLOC_TOP_PAD = 64 * 2**20
-
-
-def tune_malloc() -> bool:
-    """Reuse freed memory within bounds (glibc only); True if applied.
-
-    A training step allocates and frees the same tensors every time. glibc serves blocks above
-    its mmap threshold (adaptive, at most 32 MiB) with fresh ``mmap`` calls and returns them on
-    ``free``, and trims its heap whenever 128 KiB are free at the top, so every step page-faults
-    its whole working set again: for schnetpack's SchNet at batch 256 that was ~2.6 M minor faults
-    and ~40% of the CPU time of its forward + backward. Here:
-
-    * blocks below :data:`MALLOC_MMAP_THRESHOLD` (64 MiB) come from the heap and are reused: the
-      default SchNet path computes its per-edge work in chunks of 16 MiB buffers
-      (``--schnet-edge-chunk``), so its whole step is served from the heap;
-    * larger blocks (the whole-[E, F] tensors of the plain and fused paths: 130 MB at batch 256)
-      are mapped per use and given back on free: they never stay in, nor fragment, the heap;
-    * a heap keeps at most :data:`MALLOC_TRIM_THRESHOLD` (256 MiB) free at its top, trimmed
-      back to :data:`MALLOC_TOP_PAD` (64 MiB).
-
-    Before, the mmap threshold was 1 GiB and heaps were never trimmed: every freed per-edge buffer
-    stayed in the process (peak RSS 14 GB for ``--schnet-impl plain``, 4.5 GB for the default at
-    batch 256; figures in docs/benchmarks.md). Process-wide and not undone; other platforms are
-    left alone.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return all([bool(mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)),
-                bool(mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD)),
-                bool(mallopt(_M_TOP_PAD, MALLOC_TOP_PAD))])
-
-
-def _slug(name: str) -> str:
-    return name.replace("-", "_")
-
-
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
-        "python": random.getstate(),
-    }
-    if device.type == "cuda":  # VRR's noise is drawn on the device
-        state["torch_cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "torch_cuda" in state:
-        torch.cuda.set_rng_state(state["torch_cuda"], device)
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-
-
-class _DropStepLines(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not getattr(record, "step_line", False)
-
-
-@contextmanager
-def _run_logging(log_path: Path, progress: bool) -> Iterator[None]:
-    """Log to ``train.log`` (everything) and stdout (step lines only without a progress bar)."""
-    file_handler = logging.FileHandler(log_path, mode="a", encoding="utf-8")
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    console = logging.StreamHandler(sys.stdout)
-    console.setFormatter(logging.Formatter("%(message)s"))
-    if progress:
-        console.addFilter(_DropStepLines())
-    old_level, old_propagate = LOG.level, LOG.propagate
-    LOG.setLevel(logging.INFO)
-    LOG.propagate = False
-    LOG.addHandler(file_handler)
-    LOG.addHandler(console)
-    try:
-        yield
-    finally:
-        LOG.removeHandler(file_handler)
-        LOG.removeHandler(console)
-        file_handler.close()
-        LOG.setLevel(old_level)
-        LOG.propagate = old_propagate
-
-
-@contextmanager
-def _rank_logging(ctx: DistContext) -> Iterator[None]:
-    """Ranks other than 0 write no file: their errors go to stderr, prefixed with the rank."""
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.ERROR)
-    console.setFormatter(logging.Formatter(f"[rank {ctx.rank}/{ctx.world_size}] %(message)s"))
-    old_level, old_propagate = LOG.level, LOG.propagate
-    LOG.setLevel(logging.INFO)
-    LOG.propagate = False
-    LOG.addHandler(console)
-    try:
-        yield
-    finally:
-        LOG.removeHandler(console)
-        LOG.setLevel(old_level)
-        LOG.propagate = old_propagate
+    def prepare(self, path: Path) -> str: ...
 
 
 @contextmanager
@@ -403,33 +185,17 @@ def _torch_settings(threads: Optional[int], deterministic: bool) -> Iterator[Non
         torch.use_deterministic_algorithms(old_det)
 
 
-def _format_number(x: float) -> str:
-    return f"{x:.4g}" if math.isfinite(x) else str(x)
-
-
 # -- the run ---------------------------------------------------------------------------------------
-def _resolve_paths(cfg: PretrainConfig) -> PretrainConfig:
-    """``out`` and an explicit ``store`` made absolute; ``store`` None -> the demo store path."""
+def _resolve_paths(cfg: PretrainConfig, store_provider: Optional[StoreProvider]) -> PretrainConfig:
+    """``out`` and an explicit ``store`` made absolute; ``store`` None -> the provider's path."""
     out = Path(cfg.out).expanduser().resolve()
-    store = Path(cfg.store).expanduser().resolve() if cfg.store is not None else demo_store_path(out)
+    store = Path(cfg.store).expanduser().resolve() if cfg.store is not None else store_provider.path(out)
     c = PretrainConfig.from_dict({**cfg.to_dict(), "out": str(out), "store": str(store)})
     return c
 
 
-def _check_resumable(cfg: PretrainConfig, state: dict[str, Any], last: Path) -> None:
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ConfigError(f"--resume: {last} is not a graphmvp pretraining state ({STATE_FORMAT})")
-    saved = PretrainConfig.from_dict(state["config"]).result_defining()
-    now = cfg.result_defining()
-    for key in RESUME_MAY_CHANGE:
-        saved.pop(key, None)
-        now.pop(key, None)
-    diff = [f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in now if saved.get(k) != now.get(k)]
-    if diff:
-        raise ConfigError(f"--resume: options differ from the run in {last.parent}: " + "; ".join(diff))
-
-
-def pretrain(config: PretrainConfig, *, dist_timeout: float = DEFAULT_TIMEOUT_S) -> RunResult:
+def pretrain(config: PretrainConfig, *, dist_timeout: float = DEFAULT_TIMEOUT_S,
+             store_provider: Optional[StoreProvider] = None) -> RunResult:
     """Run (or resume) one pretraining run; see the module docstring for what it writes.
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) this is one rank of a DDP run: the process group is
@@ -438,11 +204,19 @@ def pretrain(config: PretrainConfig, *, dist_timeout: float = DEFAULT_TIMEOUT_S)
     for invalid options (before any work; under DDP every rank raises the first rank's error),
     :class:`NonFiniteLossError` when the loss becomes NaN or infinite and
     :class:`~graphmvp.distributed.DistributedError` when another rank died or hung.
+
+    A config without ``store`` needs ``store_provider`` (:class:`StoreProvider`; e.g.
+    ``graphmvp.demo.DemoStore()``, what ``graphmvp-pretrain`` uses without ``--store``).
+    Process-wide settings are the caller's: glibc malloc tuning
+    (:func:`graphmvp.malloc_tuning.tune_malloc`) is applied by the command line, not here.
     """
+    if config.store is None and store_provider is None:
+        raise ConfigError("no store given: pass a conformer store (graphmvp-prep) as store=..., or "
+                          "store_provider=graphmvp.demo.DemoStore() for the bundled demo molecules")
     cfg = config.resolved()
     try:
         with distributed_context(cfg.device, dist_timeout) as ctx:
-            return _pretrain(cfg, ctx)
+            return _pretrain(cfg, ctx, store_provider)
     except DistOptionError as e:
         raise ConfigError(str(e)) from None
 
@@ -454,8 +228,8 @@ def _agree_on_error(ctx: DistContext, error: Optional[str]) -> None:
         raise ConfigError(message)
 
 
-def _pretrain(cfg: PretrainConfig, ctx: DistContext) -> RunResult:
-    explicit_store = cfg.store is not None
+def _pretrain(cfg: PretrainConfig, ctx: DistContext, store_provider: Optional[StoreProvider]) -> RunResult:
+    provider = None if cfg.store is not None else store_provider
     # rank 0 checks the run folder; every rank checks the store it will read
     error = None
     try:
@@ -466,40 +240,38 @@ def _pretrain(cfg: PretrainConfig, ctx: DistContext) -> RunResult:
     except ConfigError as e:
         error = str(e)
     _agree_on_error(ctx, error)
-    cfg = _resolve_paths(cfg)
+    cfg = _resolve_paths(cfg, provider)
     out = Path(cfg.out)
     last = out / "last.pt"
     state = None
     error = None
     if cfg.resume and ctx.is_main:
         try:
-            state = torch.load(last, map_location="cpu", weights_only=True)
-            _check_resumable(cfg, state, last)
+            state = load_state(cfg, last)
         except ConfigError as e:
             error, state = str(e), None
-        except Exception as e:  # a truncated or foreign file
-            error = f"--resume: cannot read {last} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
     _agree_on_error(ctx, error)
     if cfg.resume and ctx.is_distributed:
         with communication("sending rank 0's last.pt to every rank", ctx):
             state = ctx.broadcast_object(state)
 
-    malloc_tuned = tune_malloc() if cfg.malloc_tuning else False
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         if cfg.overwrite:
             for name in RUN_FILES:
                 (out / name).unlink(missing_ok=True)
     ctx.barrier()
-    logs = _run_logging(out / "train.log", cfg.progress) if ctx.is_main else _rank_logging(ctx)
+    logs = run_logging(out / "train.log", cfg.progress) if ctx.is_main else rank_logging(ctx)
     with logs, _torch_settings(cfg.threads, cfg.deterministic):
         try:
-            if cfg.malloc_tuning:
-                LOG.info("malloc tuning (glibc: mmap threshold %d MiB, heap trimmed above %d MiB free): %s",
-                         MALLOC_MMAP_THRESHOLD >> 20, MALLOC_TRIM_THRESHOLD >> 20,
-                         "applied" if malloc_tuned else "not available on this platform")
+            if malloc_tuned():
+                LOG.info("malloc tuning (glibc: mmap threshold %d MiB, heap trimmed above %d MiB free): applied",
+                         MALLOC_MMAP_THRESHOLD >> 20, MALLOC_TRIM_THRESHOLD >> 20)
+            elif cfg.malloc_tuning:
+                LOG.info("malloc tuning: not applied in this process (graphmvp-pretrain applies it on glibc; from "
+                         "python call graphmvp.malloc_tuning.tune_malloc() first)")
             try:
-                return _Run(cfg, explicit_store, state, ctx).run()
+                return _Run(cfg, provider, state, ctx).run()
             except Exception as e:
                 raise_if_communication_error(e, ctx, "training")
                 raise
@@ -511,140 +283,14 @@ def _pretrain(cfg: PretrainConfig, ctx: DistContext) -> RunResult:
             raise
 
 
-# -- one step on a shard of the global batch (DDP) -------------------------------------------------
-#: objective kinds computed from the pooled representations of both views: under DDP they are
-#: gathered over ranks and these terms are computed on the global batch, on every rank
-PAIR_KINDS = ("contrastive", "generative")
-
-def local_term_count(name: str) -> Callable[[PretrainBatch], int]:
-    """How many items the 2D task ``name``'s loss is a mean over in a batch
-    (:attr:`graphmvp.pretrain.tasks.Task2D.item_count`; the sample count when it has none).
-    Under DDP rank ``r`` back-propagates ``W * n_r / N * loss_r`` (``N`` the global count)."""
-    task = TASKS_2D.get(name)
-    return task.item_count if task.item_count is not None else _samples
-
-
-def _samples(batch: PretrainBatch) -> int:
-    return batch.batch_size
-
-
-@dataclass
-class StepValues:
-    """One optimiser step's losses as a single process computes them on the global batch.
-
-    ``loss``: the tensor this process back-propagates (the global loss for one process; under
-    DDP the rank's share, see :class:`ShardedStep`). ``total`` / ``terms`` / ``metrics``: python
-    numbers of the global batch (``terms`` unweighted, ``total`` their weighted sum).
-    ``samples``: samples in the global batch.
-    """
-
-    loss: Tensor
-    total: float
-    terms: dict[str, float]
-    metrics: dict[str, float]
-    samples: int
-
-
-def _global_task(name: str) -> bool:
-    """True for a 2D task whose loss is that of the gathered global batch (``Task2D.global_loss``)."""
-    return name in TASKS_2D and TASKS_2D.get(name).global_loss
-
-
-class ShardedStep(nn.Module):
-    """The GraphMVP step of one rank on its piece of the global batch (what DDP wraps).
-
-    ``forward(batch, sizes, counts, step) -> (loss, report)``, with ``batch`` this rank's piece,
-    ``sizes`` the piece sizes of every rank, ``counts`` 2D-task name -> (this rank's items, global
-    items) and ``step`` the global step (seeds the rank-local random stream):
-
-    1. both encoders on the local piece (rank-local random stream: dropout);
-    2. pooled 2D and 3D representations gathered in rank order (:func:`all_gather_rows`, one
-       collective): the global batch's [B, D], identical on every rank;
-    3. contrastive and generative terms on the gathered batch on every rank: in-batch negatives
-       are the global batch's cyclic shifts and VRR's noise comes from the global torch stream,
-       which every rank holds in the same state - the single-process values; each rank
-       back-propagates them whole (the gather's backward sums the ranks' gradients);
-    4. the 2D task on the local piece, back-propagated as ``W * n_r / N * loss_r``; its reported
-       value and metrics are the item-weighted means over ranks (one all-reduce). A task with
-       ``global_loss`` (GraphCL, JOAO) instead gathers its per-sample rows
-       (:func:`~graphmvp.distributed.gather_pieces` inside
-       :func:`~graphmvp.distributed.global_batch`) and is treated as in 3.
-
-    With DDP's gradient averaging the update equals the single-process update (batch norm of
-    the encoders synchronised, :class:`~graphmvp.distributed.SyncBatchNorm`). Deviation:
-    the other tasks that compare samples (ContextPred, Infomax, GraphLoG) compare within each
-    rank's piece; their losses are still weighted by the global item counts.
-    ``report``: ``{"total": float, "terms": {name: float}, "metrics": {name: float}}``.
-    """
-
-    def __init__(self, model: GraphMVPModel, ctx: DistContext, seed: int):
-        super().__init__()
-        self.model = model
-        self.ctx = ctx
-        self.seed = int(seed)
-
-    def _gather(self, z2d: Optional[Tensor], z3d: Optional[Tensor], sizes: Sequence[int]):
-        if z2d is not None and z3d is not None:
-            both = all_gather_rows(torch.cat([z2d, z3d], dim=1), sizes)
-            return both[:, : z2d.shape[1]], both[:, z2d.shape[1] :]
-        return (None if z2d is None else all_gather_rows(z2d, sizes)), (None if z3d is None else all_gather_rows(z3d, sizes))
-
-    def forward(self, batch: PretrainBatch, sizes: Sequence[int], counts: dict[str, tuple[int, int]], step: int):
-        model, ctx = self.model, self.ctx
-        with rank_local_rng(ctx, self.seed, step, 0):
-            z2d = model.encode_2d(batch)
-            z3d = model.encode_3d(batch)
-        z2d, z3d = self._gather(z2d, z3d, sizes)
-        loss: Optional[Tensor] = None
-        terms: dict[str, float] = {}
-        metrics: dict[str, float] = {}
-        local: list[tuple[str, Tensor, int, int, dict[str, float]]] = []
-        for kind, objective in model.objectives.items():
-            name = model.names[kind]
-            if kind in PAIR_KINDS or _global_task(name):
-                if kind in PAIR_KINDS:  # VRR's noise: the shared stream, the same on every rank
-                    value, parts = KIND_CALLERS[kind](model, objective, batch, z2d, z3d)
-                else:  # encodes this rank's piece (dropout: rank-local), compares the gathered rows
-                    with global_batch(sizes), rank_local_rng(ctx, self.seed, step, 1):
-                        value, parts = KIND_CALLERS[kind](model, objective, batch, z2d, z3d)
-                metrics.update(parts)
-                if value is None:
-                    continue
-                terms[name] = float(value.detach())
-                share = value
-            else:
-                mine, total = counts[name]
-                if total == 0:  # no rank has an item for this term
-                    continue
-                with rank_local_rng(ctx, self.seed, step, 1):
-                    value, parts = KIND_CALLERS[kind](model, objective, batch, z2d, z3d)
-                local.append((name, value.detach(), mine, total, parts))
-                share = value * (ctx.world_size * mine / total)
-            weighted = model.weights[kind] * share
-            loss = weighted if loss is None else loss + weighted
-        if local:  # item-weighted sums over ranks: [n_r * loss_r, n_r * metric_r ...] per term
-            keys = [(name, sorted(parts)) for name, _, _, _, parts in local]
-            vector = []
-            for name, value, mine, total, parts in local:
-                vector.append(mine * float(value))
-                vector.extend(mine * float(parts[k]) for k in sorted(parts))
-            sums = iter(ctx.sum(vector))
-            for (name, metric_keys), (_, _, _, total, _) in zip(keys, local):
-                terms[name] = float(next(sums)) / total
-                for k in metric_keys:
-                    metrics[k] = float(next(sums)) / total
-        kind_of = {n: k for k, n in model.names.items()}
-        report = {"total": sum(model.weights[kind_of[n]] * v for n, v in terms.items()), "terms": terms, "metrics": metrics}
-        return loss, report
-
-
 class _Run:
     """The state of one run (used by :func:`pretrain`)."""
 
-    def __init__(self, cfg: PretrainConfig, explicit_store: bool, state: Optional[dict[str, Any]], ctx: DistContext):
+    def __init__(self, cfg: PretrainConfig, provider: Optional[StoreProvider], state: Optional[dict[str, Any]],
+                 ctx: DistContext):
         self.cfg = cfg
         self.out = Path(cfg.out)
-        self.explicit_store = explicit_store
+        self.provider = provider
         self.state = state
         self.ctx = ctx
         self.device = ctx.device
@@ -659,21 +305,18 @@ class _Run:
     def _open_data(self) -> None:
         cfg, ctx = self.cfg, self.ctx
         path = Path(cfg.store)
-        if self.explicit_store:
+        if self.provider is None:
             LOG.info("store %s", path)
         else:
             error = None
-            if ctx.is_main:  # one rank prepares the demo store; the others wait, then read it
+            if ctx.is_main:  # one rank prepares the store; the others wait, then read it
                 try:
-                    path, prepared = ensure_demo_store(path)
-                    how = "prepared it now" if prepared else "reusing the existing file"
-                    LOG.info("no --store given: bundled demo molecules %s -> demo store %s (%s)", demo_smiles_path().name,
-                             path, how)
+                    LOG.info("%s", self.provider.prepare(path))
                 except ConfigError as e:
                     error = str(e)
             _agree_on_error(ctx, error)
             if not path.is_file():
-                raise ConfigError(f"rank {ctx.rank}: the demo store {path} prepared by rank 0 is not visible on this "
+                raise ConfigError(f"rank {ctx.rank}: the store {path} prepared by rank 0 is not visible on this "
                                   "machine; pass --store with a store present on every machine")
         with ConformerStore(path) as store:
             self.hydrogens = store.hydrogens
@@ -720,7 +363,7 @@ class _Run:
                 self.model.encoder_3d = convert_sync_batchnorm(self.model.encoder_3d)
             for kind in list(self.model.objectives):
                 name = self.model.names[kind]
-                if kind not in PAIR_KINDS and not _global_task(name):
+                if kind not in PAIR_KINDS and not global_task(name):
                     self.model.objectives[kind] = convert_sync_batchnorm(self.model.objectives[kind])
                     if TASKS_2D.get(name).in_batch:
                         LOG.warning("2D task %s compares the samples of a batch with each other: under DDP it "
@@ -745,7 +388,7 @@ class _Run:
         self.best_loss = float(state["best_loss"])
         self.best_epoch = state["best_epoch"]
         self.metrics = [dict(row) for row in state["metrics"]]
-        _set_rng_state(state["rng"], self.device)
+        set_rng_state(state["rng"], self.device)
         LOG.info("resumed from %s: %d epoch(s) done, global step %d", self.out / "last.pt", self.epochs_done, self.global_step)
 
     # -- the loop -------------------------------------------------------------------------------
@@ -775,11 +418,11 @@ class _Run:
             if self.stopped:
                 break
         if ctx.is_main:
-            self._plot()
+            plot_losses(self.out / "loss_curves.png", self.metrics)
         ctx.barrier()
         seconds = time.perf_counter() - t_start
         LOG.info("done: %d epoch(s), %d steps, best epoch %s (loss %s), %.1f s; 2D encoder: %s",
-                 self.epochs_done, self.global_step, self.best_epoch, _format_number(self.best_loss), seconds,
+                 self.epochs_done, self.global_step, self.best_epoch, format_number(self.best_loss), seconds,
                  self.out / "model_2d.pt")
         return RunResult(
             out_dir=self.out,
@@ -869,7 +512,7 @@ class _Run:
                 steps += 1
                 size = out.samples
                 n_samples += size
-                values = {f"loss_{_slug(n)}": v for n, v in out.terms.items()}
+                values = {loss_column(n): v for n, v in out.terms.items()}
                 values["loss_total"] = out.total
                 for key, value in values.items():
                     sums[key] = sums.get(key, 0.0) + value * size
@@ -881,7 +524,7 @@ class _Run:
                 bar.set_postfix({**{k[5:]: f"{v:.3f}" for k, v in values.items()}, "mol/s": f"{rate:.1f}"}, refresh=False)
                 bar.update(1)
                 if self.global_step % cfg.log_every == 0:
-                    parts = " ".join(f"{k[5:]}={_format_number(v)}" for k, v in values.items())
+                    parts = " ".join(f"{k[5:]}={format_number(v)}" for k, v in values.items())
                     LOG.info("epoch %d step %d/%d (global %d): %s | %.1f mol/s", epoch + 1, step + 1, len(plan),
                              self.global_step, parts, rate, extra={"step_line": True})
                 if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
@@ -896,7 +539,7 @@ class _Run:
         seconds = time.perf_counter() - t0
         row: dict[str, Any] = {"epoch": epoch + 1, "steps": steps, "samples": n_samples}
         for name in self.model.names.values():
-            key = f"loss_{_slug(name)}"
+            key = loss_column(name)
             row[key] = sums[key] / n_samples if key in sums and n_samples else float("nan")
         row["loss_total"] = sums["loss_total"] / n_samples if n_samples else float("nan")
         for key in sorted(metric_sums):
@@ -916,7 +559,7 @@ class _Run:
             self._save(epoch + 1, row["loss_total"], improved)
         ctx.barrier()  # the checkpoint of this epoch is complete before any rank goes on
         accs = " ".join(f"{k}={row[k]:.3f}" for k in row if k.startswith("acc_"))
-        losses = " ".join(f"{k[5:]}={_format_number(row[k])}" for k in row if k.startswith("loss_"))
+        losses = " ".join(f"{k[5:]}={format_number(row[k])}" for k in row if k.startswith("loss_"))
         LOG.info("epoch %d/%d: %s %s | %d steps, %.1f samples/s, %.1f s (data %.1f s)%s%s", epoch + 1, cfg.epochs, losses,
                  accs, steps, row["samples_per_s"], seconds, data_seconds, " | new best" if improved else "",
                  " | stopped at --max-steps" if self.stopped else "")
@@ -947,100 +590,24 @@ class _Run:
             f"non-finite loss at epoch {epoch + 1} step {step + 1} (global step {self.global_step + 1}): {terms}; "
             f"batch molecules (store index:SMILES) {shown}; last good checkpoint: {checkpoint}"
         )
-
     def _save(self, epoch: int, loss: float, improved: bool) -> None:
-        export = self.model.export_encoder_2d(self.hydrogens, epoch=epoch, loss=float(loss))
-        atomic_torch_save(export, self.out / "model_2d.pt")
-        if improved:
-            atomic_torch_save(export, self.out / "best_model_2d.pt")
-        self._write_metrics()
-        state = {
-            "format": STATE_FORMAT,
-            "config": self.cfg.to_dict(),
-            "hydrogens": self.hydrogens,
-            "model": {k: v.detach().to("cpu").clone() for k, v in self.model.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
-            "epochs_done": self.epochs_done,
-            "global_step": self.global_step,
-            "best_loss": self.best_loss,
-            "best_epoch": self.best_epoch,
-            "stopped_at_max_steps": self.stopped,
-            "metrics": [dict(row) for row in self.metrics],
-            "rng": _rng_state(self.device),
-            "world_size": self.ctx.world_size,
-        }
-        atomic_torch_save(state, self.out / "last.pt")
+        save_encoder(self.model.export_encoder_2d(self.hydrogens, epoch=epoch, loss=float(loss)), self.out, improved)
+        write_metrics(self.out / "metrics.csv", self.metrics)
+        save_state(self.out, cfg=self.cfg, hydrogens=self.hydrogens, model=self.model, optimizer=self.optimizer,
+                   epochs_done=self.epochs_done, global_step=self.global_step, best_loss=self.best_loss,
+                   best_epoch=self.best_epoch, stopped=self.stopped, metrics=self.metrics, device=self.device,
+                   world_size=self.ctx.world_size)
 
-    def _columns(self) -> list[str]:
-        seen: list[str] = []
-        for row in self.metrics:
-            for key in row:
-                if key not in seen:
-                    seen.append(key)
-        head = ["epoch", "steps", "samples"] + [k for k in seen if k.startswith("loss_") and k != "loss_total"]
-        tail = ["samples_per_s", "seconds", "data_seconds"]
-        accs = sorted(k for k in seen if k.startswith("acc_"))
-        return head + ["loss_total"] + accs + tail
-
-    def _write_metrics(self) -> None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=self._columns(), restval="", extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for row in self.metrics:
-            writer.writerow(row)
-        write_bytes_atomic(self.out / "metrics.csv", buffer.getvalue().encode(), fsync=True)
-
-    def _plot(self) -> None:
-        if not self.metrics:
-            return
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        epochs = [row["epoch"] for row in self.metrics]
-        loss_keys = [k for k in self._columns() if k.startswith("loss_")]
-        acc_keys = [k for k in self._columns() if k.startswith("acc_")]
-        ncols = 2 if acc_keys else 1
-        fig = Figure(figsize=(6 * ncols, 4))
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(1, ncols, squeeze=False)
-        ax = axes[0][0]
-        for key in loss_keys:
-            ax.plot(epochs, [row.get(key, float("nan")) for row in self.metrics], marker="o",
-                    linewidth=2.5 if key == "loss_total" else 1.5, label=key[5:])
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("training loss (epoch mean)")
-        ax.set_title("losses (total = weighted sum)")
-        ax.legend()
-        ax.grid(alpha=0.3)
-        if acc_keys:
-            ax = axes[0][1]
-            for key in acc_keys:
-                ax.plot(epochs, [row.get(key, float("nan")) for row in self.metrics], marker="o", label=key[4:])
-            ax.set_xlabel("epoch")
-            ax.set_ylabel("accuracy")
-            ax.set_title("accuracies")
-            ax.legend()
-            ax.grid(alpha=0.3)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100)
-        write_bytes_atomic(self.out / "loss_curves.png", buffer.getvalue(), fsync=True)
 
 
 __all__ = [
     "EpochPlan",
     "NonFiniteLossError",
-    "PAIR_KINDS",
+    "RUN_FILES",
     "RankPieces",
     "RunResult",
-    "atomic_torch_save",
-    "demo_store_path",
-    "ensure_demo_store",
+    "StoreProvider",
     "epoch_batches",
     "epoch_seed",
-    "ShardedStep",
-    "StepValues",
-    "local_term_count",
     "pretrain",
-    "tune_malloc",
 ]
