@@ -1,4 +1,9 @@
-"""Evaluation metrics, in numpy (no scikit-learn: it is not part of the pinned stack).
+"""Evaluation metrics, on numpy arrays; ranks, the rank-sum statistic and the correlations are scipy's.
+
+Why scipy and not scikit-learn: scipy is already in every install (ase and schnetpack need it),
+while scikit-learn would be a core dependency for one function; ROC-AUC is the Mann-Whitney U
+statistic divided by ``n+ n-`` (``scipy.stats.mannwhitneyu``), the same number as scikit-learn's
+``roc_auc_score`` (the tests check both against each other when scikit-learn is installed).
 
 Missing labels are NaN throughout. All functions take 1D or 2D float arrays and return python
 floats (NaN when the metric is undefined, e.g. a constant prediction for Pearson).
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from scipy import stats
 
 from graphmvp.registry import Registry
 
@@ -46,20 +52,7 @@ def _check_shapes(y: np.ndarray, p: np.ndarray) -> None:
 def average_ranks(x) -> np.ndarray:
     """1-based ranks of ``x`` [n], tied values sharing the average of their ranks (float64 [n])."""
     x = np.asarray(x, dtype=np.float64).ravel()
-    n = x.shape[0]
-    if n == 0:
-        return np.zeros(0)
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    new = np.empty(n, dtype=bool)
-    new[0] = True
-    np.not_equal(xs[1:], xs[:-1], out=new[1:])
-    starts = np.flatnonzero(new)
-    ends = np.append(starts[1:], n)
-    group_rank = (starts + ends - 1) / 2.0 + 1.0
-    ranks = np.empty(n)
-    ranks[order] = group_rank[np.cumsum(new) - 1]
-    return ranks
+    return stats.rankdata(x, method="average").astype(np.float64) if x.size else np.zeros(0)
 
 
 def roc_auc(labels, scores) -> float:
@@ -84,8 +77,8 @@ def roc_auc(labels, scores) -> float:
         raise ValueError(f"ROC-AUC of non-finite scores ({int((~np.isfinite(s)).sum())} of {s.shape[0]} NaN/inf)")
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = average_ranks(s)
-    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    u = stats.mannwhitneyu(s[y == 1], s[y == 0], alternative="two-sided", method="asymptotic").statistic
+    return float(u / (n_pos * n_neg))
 
 
 @dataclass
@@ -137,22 +130,25 @@ def mae(labels, predictions) -> float:
     return float(np.mean(np.abs(p - y))) if y.size else float("nan")
 
 
+def _constant(a: np.ndarray) -> bool:
+    return bool(np.all(a == a[0]))
+
+
 def pearson(labels, predictions) -> float:
     """Pearson correlation over the valid entries; NaN when either side is constant."""
     y, p = _valid_pairs(labels, predictions)
-    if y.size < 2:
+    if y.size < 2 or _constant(y) or _constant(p):
         return float("nan")
-    yc, pc = y - y.mean(), p - p.mean()
-    denom = np.sqrt((yc * yc).sum() * (pc * pc).sum())
-    return float((yc * pc).sum() / denom) if denom > 0 else float("nan")
+    return float(stats.pearsonr(y, p).statistic)
 
 
 def spearman(labels, predictions) -> float:
-    """Spearman rank correlation (Pearson of average ranks) over the valid entries."""
+    """Spearman rank correlation (Pearson of average ranks) over the valid entries; NaN when
+    either side is constant."""
     y, p = _valid_pairs(labels, predictions)
-    if y.size < 2:
+    if y.size < 2 or _constant(y) or _constant(p):
         return float("nan")
-    return pearson(average_ranks(y), average_ranks(p))
+    return float(stats.spearmanr(y, p).statistic)
 
 
 def concordance_index(labels, predictions) -> float:

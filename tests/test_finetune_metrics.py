@@ -143,12 +143,30 @@ def test_average_ranks_share_ties():
     assert average_ranks([10, 20, 10, 30]).tolist() == [1.5, 3.0, 1.5, 4.0]
 
 
-def test_pearson_and_spearman_match_scipy():
-    stats = pytest.importorskip("scipy.stats")
+def test_pearson_and_spearman_match_their_definitions():
+    """Independent of scipy: numpy's corrcoef, and Spearman as Pearson of hand-averaged ranks."""
     rng = np.random.default_rng(7)
     y = rng.integers(0, 10, 200).astype(float)
     p = y * 0.5 + rng.normal(0, 2, 200)
     p[::7] = p[0]  # ties in the predictions
-    assert pearson(y, p) == pytest.approx(stats.pearsonr(y, p)[0], abs=1e-10)
-    assert spearman(y, p) == pytest.approx(stats.spearmanr(y, p)[0], abs=1e-10)
+    assert pearson(y, p) == pytest.approx(np.corrcoef(y, p)[0, 1], abs=1e-10)
+
+    def ranks(a):  # average of the 1-based positions of each value's ties, by brute force
+        return np.array([np.mean([i + 1 for i, b in enumerate(sorted(a)) if b == v]) for v in a])
+
+    assert spearman(y, p) == pytest.approx(np.corrcoef(ranks(y), ranks(p))[0, 1], abs=1e-10)
     assert math.isnan(pearson([1, 2, 3], [4, 4, 4]))
+    assert math.isnan(spearman([1, 1, 1], [4, 5, 6]))
+    assert spearman([1, 2, 3, NAN], [10, 20, 30, 0]) == pytest.approx(1.0)
+
+
+def test_roc_auc_equals_scikit_learn_where_installed():
+    metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is in the [bench] extra only")
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, 2, (400, 3)).astype(float)
+    s = np.round(rng.normal(size=(400, 3)) + y, 1)  # ties
+    y[::9, 1] = NAN
+    auc = multitask_roc_auc(y, s)
+    for t in range(3):
+        valid = ~np.isnan(y[:, t])
+        assert auc.per_task[t] == pytest.approx(metrics.roc_auc_score(y[valid, t], s[valid, t]), abs=1e-12)
