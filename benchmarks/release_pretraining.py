@@ -122,21 +122,41 @@ def train(m: Release, args) -> int:
 
 
 def corpus_facts(store: Path) -> dict:
+    """What the data card says of the corpus, read from the store itself (its preparation config and argv)."""
+    import json
+
     from graphmvp.data.store import ConformerStore
 
     with ConformerStore(store) as s:
-        return {"molecules": len(s), "counts": s.counts}
+        command = json.loads(s.h5.attrs["command"]) if "command" in s.h5.attrs else None
+        return {"molecules": len(s), "counts": s.counts, "config": s.config, "hydrogens": s.hydrogens,
+                "command": command}
+
+
+def describe_corpus(facts: dict) -> str:
+    """One paragraph: molecules, source, conformers (kept of generated), hydrogens, exclusions."""
+    cfg = facts["config"]
+    n_conf, generated = int(cfg.get("n_conf", 5)), int(cfg.get("gen_confs") or 2 * int(cfg.get("n_conf", 5)))
+    kept = (f"the {n_conf} lowest-energy of {generated} generated" if generated > n_conf
+            else f"all {generated} generated, ordered by MMFF94 energy")
+    source = Path(str(cfg.get("input", "?"))).name
+    what = ("ZINC 'clean leads' molecules (MOSES training split, MIT)" if "zinc" in source.lower() else f"molecules of {source}")
+    shuffle = f" drawn with graphmvp-prep's seeded shuffle (seed {cfg['seed']})" if cfg.get("shuffle") else ""
+    hydrogens = "explicit hydrogens kept as atoms" if facts["hydrogens"] == "keep" else f"hydrogens: {facts['hydrogens']}"
+    excluded = [Path(str(e)).name for e in cfg.get("exclude") or []]
+    exclusion = (f"; every molecule of {', '.join(excluded)} excluded by canonical SMILES"
+                 + (" (ignoring stereo)" if cfg.get("exclude_ignore_stereo") else "")) if excluded else ""
+    return (f"{facts['molecules']:,} {what}{shuffle}, each with up to {n_conf} RDKit conformers (ETKDGv3 + MMFF94, "
+            f"{kept}), {hydrogens}{exclusion}.")
 
 
 def release(m: Release, args) -> int:
     run = args.work / m.preset
     facts = corpus_facts(args.store)
     name = f"{m.preset}-{args.name_suffix}"
-    data = (f"{facts['molecules']:,} ZINC 'clean leads' molecules (MOSES training split, MIT) drawn with graphmvp-prep's "
-            "seeded shuffle (seed 777), each with 5 RDKit conformers (ETKDGv3 + MMFF94, the 5 lowest-energy of 10 "
-            "generated), explicit hydrogens kept as atoms; every molecule of the nine MoleculeNet sets used downstream "
-            "and of Davis/KIBA excluded by canonical SMILES (ignoring stereo).")
-    cmds = [args.prep_command,
+    data = describe_corpus(facts)
+    prep = args.prep_command or (shlex.join(facts["command"]) if facts["command"] else "(not recorded in the store)")
+    cmds = [prep,
             " ".join(pretrain_command(m, args)),
             f"python benchmarks/release_pretraining.py --store {args.store} --work {args.work} --epochs {args.epochs} --release"]
     argv = [str(run), "--name", name, "--description",
@@ -171,18 +191,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--release", action="store_true", help="release the finished runs (no training)")
     p.add_argument("--name-suffix", default="zinc50k", help="release names are <preset>-<suffix>")
     p.add_argument("--tag", default="v0.2.0", help="release tag recorded in the manifest")
-    p.add_argument("--prep-command", default="graphmvp-prep run ../shared/data/zinc_moses_train.csv.gz -o zinc50k.h5 "
-                   "--n-mol 50000 --n-conf 5 --workers 2 --exclude-ignore-stereo --exclude "
-                   "../shared/data/moleculenet/*.csv.gz dta_ligands.smi  (dta_ligands.smi: the SMILES of Davis' and KIBA's "
-                   "ligands_can.txt, one per line under a 'smiles' header)",
-                   help="the command that made the corpus (for the data card)")
+    p.add_argument("--prep-command", default=None,
+                   help="the command that made the corpus, for the data card (default: the argv the store recorded)")
     args = p.parse_args(argv)
     if args.status:
         copy_figures(args)
         return 0
     if args.store is None or not args.store.is_file():
         p.error(f"--store {args.store}: no such corpus store")
-    chosen = [m for m in METHODS if m.preset in args.methods]
+    by_name = {m.preset: m for m in METHODS}
+    chosen = [by_name[name] for name in dict.fromkeys(args.methods)]  # in the order asked for
     for m in chosen:
         rc = release(m, args) if args.release else train(m, args)
         if rc:

@@ -33,7 +33,8 @@ def corpus(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("corpus")
     (root / "mols.csv").write_text("SMILES\n" + "\n".join(SMILES) + "\n")
-    prepare(PrepConfig(input=str(root / "mols.csv"), output=str(root / "mols.h5"), n_conf=2, gen_confs=2, workers=1))
+    prepare(PrepConfig(input=str(root / "mols.csv"), output=str(root / "mols.h5"), n_conf=2, gen_confs=2, workers=1),
+            command=["graphmvp-prep", "run", "mols.csv", "-o", "mols.h5"])
     return root / "mols.h5"
 
 
@@ -64,6 +65,9 @@ def test_train_skip_and_release(driver, corpus, tmp_path):
     assert recipe["weights_dtype"] == "float16" and recipe["epochs_done"] == 2
     assert "8 ZINC" in recipe["data"] or "8 ZINC" in entry["description"]
     assert any(c.startswith("graphmvp-pretrain --preset attrmask") for c in recipe["command"])
+    # the data card describes the corpus as the store recorded it: 2 conformers generated and kept
+    assert "each with up to 2 RDKit conformers (ETKDGv3 + MMFF94, all 2 generated" in recipe["data"]
+    assert recipe["command"][0] == "graphmvp-prep run mols.csv -o mols.h5"  # the argv the store recorded
 
     from graphmvp.pretrained import load_encoder_file
 
