@@ -1,6 +1,7 @@
-"""``--protocol paper`` is today's (upstream's) fine-tuning, bit for bit: two tiny runs (GIN 2 x 16,
-3 epochs, batch 4, one thread, seeds 0 and 1) must give exactly the validation and test metrics
-recorded with the trainer before the protocols existed (commit e968164). A change in batching,
+"""``--protocol paper`` is today's (upstream's) fine-tuning: two tiny runs (GIN 2 x 16, 3 epochs,
+batch 4, one thread, seeds 0 and 1) must give the best epochs and, to float32 rounding across CPUs,
+the validation and test metrics recorded with the trainer before the protocols existed (commit
+e968164). A change in batching,
 initialisation order, optimiser, head, pooling or selection moves these numbers."""
 
 from __future__ import annotations
@@ -55,4 +56,10 @@ def run_case(tmp_path, name: str) -> list:
 def test_paper_protocol_is_bit_identical_to_the_original_trainer(tmp_path, name):
     assert torch.get_num_threads() == 1
     got = run_case(tmp_path, name)
-    assert got == EXPECTED[name]
+    # the best epochs exactly; the metrics to float32 rounding grown over 15 steps: torch's CPU
+    # kernels differ between instruction sets (recorded on one machine, an AVX-512/AMX one gives
+    # the regression case's metrics 1.3e-7 (seed 0) and 9.3e-5 (seed 1) apart), while a change of
+    # batching, initialisation, optimiser, head, pooling or selection moves them by 1e-2 or more
+    assert [g[0] for g in got] == [e[0] for e in EXPECTED[name]]
+    for g, e in zip(got, EXPECTED[name]):
+        assert g[1:] == pytest.approx(e[1:], rel=1e-3, abs=1e-6)

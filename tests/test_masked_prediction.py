@@ -92,7 +92,9 @@ def test_default_config_reproduces_the_old_attrmask_numbers():
         opt.zero_grad()
         out.total.backward()
         opt.step()
-    assert float(model(batch).total) == pytest.approx(3.1751153469085693, rel=1e-5, abs=0)
+    # three float32 Adam steps amplify kernel rounding: an AVX-512/AMX machine gives 3.17516303 (1.5e-5
+    # relative); a changed head, loss or initialisation is off by far more than 1e-4
+    assert float(model(batch).total) == pytest.approx(3.1751153469085693, rel=1e-4, abs=0)
     # the head's state-dict keys are AttrMask's
     head_keys = sorted(k for k in model.state_dict() if k.startswith("objectives."))
     assert head_keys == ["objectives.2d.classifier.bias", "objectives.2d.classifier.weight"]
