@@ -116,7 +116,7 @@ KIND_CALLERS: dict[str, Callable] = {"contrastive": _call_pair, "generative": _c
 def dataset_options(cfg: PretrainConfig) -> dict[str, Any]:
     """Extra :class:`PretrainDataset` arguments the configured 2D task needs ({} if none)."""
     name = cfg.objective("2d")
-    return {} if name is None else TASKS_2D.get(name).dataset_options(cfg)
+    return {} if name is None else TASKS_2D.get(name).dataset_arguments(cfg)
 
 
 class GraphMVPModel(nn.Module):
