@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +14,7 @@ from graphmvp.data.collate import collate
 from graphmvp.data.pretrain_dataset import PretrainDataset, SampleTransform
 from graphmvp.pretrain.config import ConfigError, resolve_config
 from graphmvp.pretrain.presets import PRESETS, register_preset
-from graphmvp.pretrain.tasks import TASKS_2D, Task2D, coerce_option, task_options
+from graphmvp.pretrain.tasks import TASKS_2D, coerce_option, task_options
 
 
 
@@ -76,12 +77,19 @@ def test_mixed_batches_are_refused():
         collate([a, b])
 
 
+@dataclass(frozen=True)
+class _ToyOptions:
+    ratio: float = 0.2
+    flag: bool = False
+    k: int = 3
+
+
 @pytest.fixture
 def toy_task():
     """A registered 2D task with options (registered under an existing 2D objective's name is
     not possible, so it borrows attrmask's entry temporarily)."""
     original = TASKS_2D.get("attrmask")
-    TASKS_2D._items["attrmask"] = Task2D(original.dataset_options, original.run, options={"ratio": 0.2, "flag": False, "k": 3})
+    TASKS_2D._items["attrmask"] = dataclasses.replace(original, options=_ToyOptions)
     yield
     TASKS_2D._items["attrmask"] = original
 

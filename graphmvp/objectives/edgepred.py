@@ -51,7 +51,7 @@ class EdgePrediction(nn.Module):
 
     kind = "2d"
 
-    def __init__(self) -> None:  # explicit: the model fills constructor arguments by signature
+    def __init__(self) -> None:  # no arguments (the edgepred method declares none)
         super().__init__()
 
     def forward(self, node_reps: Tensor, positive: Tensor, negative: Tensor) -> Tuple[Tensor, Metrics]:

@@ -19,8 +19,9 @@ Loss terms and weights
 
 2D-task options
     ``options`` holds the configured 2D task's own hyperparameters (``--opt NAME=VALUE``), checked
-    against the task's declared options (:class:`graphmvp.pretrain.tasks.Task2D`); a preset's
-    options and explicit ones are merged (explicit win).
+    against the names and types of its method's options dataclass (``Task2D.options``, see
+    :mod:`graphmvp.pretrain.tasks`): an undeclared name is an error naming the method and listing
+    its options; a preset's options and explicit ones are merged (explicit win).
 
 Presets (:data:`PRESETS`, :mod:`graphmvp.pretrain.presets`) are the released upstream settings (see
 ``../shared/reference/GRAPHMVP.md``): ``graphmvp`` (EBM-NCE + VRR, T = 0.2), ``graphmvp-g``
@@ -433,12 +434,13 @@ def _validate_options(cfg: PretrainConfig) -> None:
         raise ConfigError(f"--opt {', '.join(cfg.options)}: options set the 2D task's hyperparameters, but --loss "
                           f"{'+'.join(cfg.loss)} has no 2D task")
     name = cfg.objective("2d")
+    defaults = task.option_defaults()  # the names and defaults its options dataclass declares
     for key, value in cfg.options.items():
-        if key not in task.options:
-            known = ", ".join(f"{k} (default {v!r})" for k, v in task.options.items()) or "none"
+        if key not in defaults:
+            known = ", ".join(f"{k} (default {v!r})" for k, v in defaults.items()) or "none"
             raise ConfigError(f"--opt {key}={value!r}: {name} has no option {key!r}; its options: {known}")
         try:
-            coerce_option(key, task.options[key], value)
+            coerce_option(key, defaults[key], value)
         except ValueError as e:
             raise ConfigError(f"--opt for {name}: {e}") from None
 

@@ -11,29 +11,28 @@ Per batch (``B`` samples, ``N`` atoms; the graphs of :class:`graphmvp.data.colla
 The compared vectors are the pooled encoder outputs themselves (no projection head), so SchNet's
 hidden size is the GIN's ``emb_dim``. Encoders come from :data:`graphmvp.models.ENCODERS`,
 objectives from :data:`graphmvp.objectives.OBJECTIVES`; how an objective is called depends on its
-``kind`` (:data:`KIND_CALLERS`), and a 2D task's inputs and loss come from its
-:class:`~graphmvp.pretrain.tasks.Task2D` in :data:`~graphmvp.pretrain.tasks.TASKS_2D` (one module
-per task in :mod:`graphmvp.pretrain.tasks`: attrmask, contextpred, ...).
+``kind`` (:data:`KIND_CALLERS`), and a 2D method's objective, inputs and loss come from its
+declaration (:class:`~graphmvp.pretrain.tasks.Task2D` in :data:`~graphmvp.pretrain.tasks.TASKS_2D`;
+one module per method in :mod:`graphmvp.pretrain.tasks`: attrmask, contextpred, ...).
 
-Constructor arguments of encoders and objectives are taken by name from the config
-(:func:`encoder_kwargs`, :func:`objective_kwargs`): each registered class receives the values
-its signature asks for; a 2D objective also receives the task options
-(:func:`~graphmvp.pretrain.tasks.task_options`) its signature names.
+Constructor arguments are declared, never matched by parameter name: an encoder's in
+:data:`ENCODER_ARGS`, a cross-view objective's in :data:`CROSS_VIEW_ARGS`, a 2D objective's by
+its method (``Task2D.objective_args``). A declared argument that the constructor does not take
+(a parameter renamed on one side only) is a ``TypeError``, not a silently used default.
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from torch import Tensor, nn
 
 from graphmvp.data.collate import PretrainBatch
-from graphmvp.models import ENCODERS, build_encoder, graph_readout
+from graphmvp.models import ENCODERS, graph_readout
 from graphmvp.objectives import OBJECTIVES, Metrics
 from graphmvp.pretrain.config import PretrainConfig
-from graphmvp.pretrain.tasks import TASKS_2D, Task2D, task_options
+from graphmvp.pretrain.tasks import TASKS_2D, Task2D
 
 #: the format tag of the exported 2D encoder file (``model_2d.pt``)
 ENCODER_FORMAT = "graphmvp-encoder-v1"
@@ -55,49 +54,82 @@ class StepOutput:
     metrics: Metrics = field(default_factory=dict)
 
 
-def _accepted(cls: Callable, pool: dict[str, Any]) -> dict[str, Any]:
-    """The entries of ``pool`` that ``cls``'s constructor accepts by name."""
-    params = inspect.signature(cls).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return dict(pool)
-    return {k: v for k, v in pool.items() if k in params}
+#: encoder name -> its constructor arguments from the config (``view`` "2d": gin, graphgps; "3d": schnet)
+ENCODER_ARGS: dict[str, Callable[[PretrainConfig], dict[str, Any]]] = {
+    "gin": lambda cfg: {"num_layers": cfg.num_layers, "emb_dim": cfg.emb_dim, "dropout": cfg.dropout, "jk": "last"},
+    "graphgps": lambda cfg: {
+        "num_layers": cfg.num_layers,
+        "emb_dim": cfg.emb_dim,
+        "dropout": cfg.dropout,
+        "hidden_dim": cfg.gps_hidden_dim,
+        "heads": cfg.gps_heads,
+        "attn_dropout": cfg.gps_attn_dropout,
+        "rwse_steps": cfg.rwse_steps,
+        "rwse_norm": cfg.gps_rwse_norm,
+    },
+    "schnet": lambda cfg: {
+        "hidden": cfg.emb_dim,
+        "n_filters": cfg.schnet_filters,
+        "n_interactions": cfg.schnet_interactions,
+        "n_gaussians": cfg.schnet_gaussians,
+        "cutoff": cfg.cutoff,
+        "impl": cfg.schnet_impl,
+        "edge_chunk": cfg.schnet_edge_chunk,
+    },
+}
+
+#: cross-view (contrastive, generative) objective name -> its constructor arguments from the config
+CROSS_VIEW_ARGS: dict[str, Callable[[PretrainConfig], dict[str, Any]]] = {
+    "ebm-nce": lambda cfg: {"temperature": cfg.temperature, "normalize": cfg.normalize,
+                            "num_negatives": cfg.neg_samples},
+    "infonce": lambda cfg: {"temperature": cfg.temperature, "normalize": cfg.normalize},
+    "vrr": lambda cfg: {"emb_dim": cfg.emb_dim, "beta": cfg.beta, "loss": cfg.rr_loss,
+                        "detach_target": cfg.detach_target},
+    "rr": lambda cfg: {"emb_dim": cfg.emb_dim, "loss": cfg.rr_loss, "detach_target": cfg.detach_target},
+}
+
+
+def _declared(table: dict[str, Callable], what: str, name: str, where: str) -> Callable:
+    try:
+        return table[name]
+    except KeyError:
+        raise KeyError(f"{what} {name!r} has no declared constructor arguments (add it to {where})") from None
 
 
 def encoder_kwargs(cfg: PretrainConfig, view: str) -> dict[str, Any]:
-    """Constructor arguments of the ``view`` ("2d" | "3d") encoder named in ``cfg``."""
+    """Constructor arguments of the ``view`` ("2d" | "3d") encoder named in ``cfg``
+    (:data:`ENCODER_ARGS`)."""
     if view == "2d":
-        pool = {"num_layers": cfg.num_layers, "emb_dim": cfg.emb_dim, "dropout": cfg.dropout, "jk": "last",
-                "hidden_dim": cfg.gps_hidden_dim, "heads": cfg.gps_heads, "attn_dropout": cfg.gps_attn_dropout,
-                "rwse_steps": cfg.rwse_steps, "rwse_norm": cfg.gps_rwse_norm}
         name = cfg.encoder_2d
     elif view == "3d":
-        pool = {
-            "hidden": cfg.emb_dim,
-            "n_filters": cfg.schnet_filters,
-            "n_interactions": cfg.schnet_interactions,
-            "n_gaussians": cfg.schnet_gaussians,
-            "cutoff": cfg.cutoff,
-            "impl": cfg.schnet_impl,
-            "edge_chunk": cfg.schnet_edge_chunk,
-        }
         name = cfg.encoder_3d
     else:
         raise ValueError(f"view={view!r}: allowed: 2d, 3d")
-    return _accepted(ENCODERS.get(name), pool)
+    return _declared(ENCODER_ARGS, "encoder", name, "graphmvp.pretrain.model.ENCODER_ARGS")(cfg)
 
 
 def objective_kwargs(cfg: PretrainConfig, name: str) -> dict[str, Any]:
-    """Constructor arguments of objective ``name`` from ``cfg`` (by its kind and signature)."""
-    cls = OBJECTIVES.get(name)
-    k, r1, r2 = cfg.contextpred_radii
-    pools: dict[str, dict[str, Any]] = {
-        "contrastive": {"temperature": cfg.temperature, "normalize": cfg.normalize, "num_negatives": cfg.neg_samples},
-        "generative": {"emb_dim": cfg.emb_dim, "beta": cfg.beta, "loss": cfg.rr_loss, "detach_target": cfg.detach_target},
-        "2d": {"emb_dim": cfg.emb_dim, "dropout": cfg.dropout, "context_layers": r2 - r1, "num_negatives": cfg.neg_samples,
-               "mask_dist": cfg.mask_dist, "target": cfg.target, "decoder": cfg.decoder,
-               "decoder_loss": cfg.decoder_loss, "store": cfg.store, **task_options(cfg)},
-    }
-    return _accepted(cls, pools[cls.kind])
+    """Constructor arguments of objective ``name`` in ``cfg``: a cross-view objective's from
+    :data:`CROSS_VIEW_ARGS`, a 2D objective's from its method's ``objective_args``."""
+    if name in TASKS_2D:
+        task = TASKS_2D.get(name)
+        return task.objective_args(cfg, task.resolve_options(cfg.options))
+    return _declared(CROSS_VIEW_ARGS, "objective", name, "graphmvp.pretrain.model.CROSS_VIEW_ARGS")(cfg)
+
+
+def _build(what: str, name: str, cls: Callable, args: dict[str, Any]) -> nn.Module:
+    try:
+        return cls(**args)
+    except TypeError as e:
+        raise TypeError(f"{what} {name!r}: {cls.__name__} does not take the declared arguments "
+                        f"({', '.join(args)}): {e}") from e
+
+
+def build_objective(cfg: PretrainConfig, name: str) -> nn.Module:
+    """Objective ``name`` of a run, built with its declared arguments (:func:`objective_kwargs`)."""
+    if name in TASKS_2D:
+        return TASKS_2D.get(name).build_objective(cfg)
+    return _build("objective", name, OBJECTIVES.get(name), objective_kwargs(cfg, name))
 
 
 # -- how each kind of objective is called ------------------------------------------------------
@@ -116,7 +148,7 @@ KIND_CALLERS: dict[str, Callable] = {"contrastive": _call_pair, "generative": _c
 def dataset_options(cfg: PretrainConfig) -> dict[str, Any]:
     """Extra :class:`PretrainDataset` arguments the configured 2D task needs ({} if none)."""
     name = cfg.objective("2d")
-    return {} if name is None else TASKS_2D.get(name).dataset_options(cfg)
+    return {} if name is None else TASKS_2D.get(name).dataset_arguments(cfg)
 
 
 class GraphMVPModel(nn.Module):
@@ -132,13 +164,12 @@ class GraphMVPModel(nn.Module):
         super().__init__()
         cfg = cfg.resolved()
         self.pooling = cfg.pooling
-        self.encoder_2d = build_encoder(cfg.encoder_2d, **encoder_kwargs(cfg, "2d"))
-        self.encoder_3d = build_encoder(cfg.encoder_3d, **encoder_kwargs(cfg, "3d")) if cfg.uses_3d else None
+        self.encoder_2d = _build("encoder", cfg.encoder_2d, ENCODERS.get(cfg.encoder_2d), encoder_kwargs(cfg, "2d"))
+        self.encoder_3d = (_build("encoder", cfg.encoder_3d, ENCODERS.get(cfg.encoder_3d), encoder_kwargs(cfg, "3d"))
+                           if cfg.uses_3d else None)
         #: kind -> objective name
         self.names: dict[str, str] = cfg.kinds()
-        self.objectives = nn.ModuleDict(
-            {kind: OBJECTIVES.get(name)(**objective_kwargs(cfg, name)) for kind, name in self.names.items()}
-        )
+        self.objectives = nn.ModuleDict({kind: build_objective(cfg, name) for kind, name in self.names.items()})
         #: kind -> weight in the total
         self.weights: dict[str, float] = {kind: cfg.weight(kind) for kind in self.names}
         self._needs_pooled = any(kind in self.names for kind in ("contrastive", "generative"))
@@ -239,6 +270,8 @@ def _registered_name(module: nn.Module) -> str:
 
 
 __all__ = [
+    "CROSS_VIEW_ARGS",
+    "ENCODER_ARGS",
     "ENCODER_FORMAT",
     "FEATURES",
     "GraphMVPModel",
@@ -246,6 +279,7 @@ __all__ = [
     "StepOutput",
     "TASKS_2D",
     "Task2D",
+    "build_objective",
     "dataset_options",
     "encoder_kwargs",
     "objective_kwargs",

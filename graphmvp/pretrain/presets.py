@@ -1,14 +1,17 @@
 """Named pretraining settings (``--preset``): the released upstream settings of each method.
 
 :data:`PRESETS` maps a preset name to config field values; explicit options override them (see
-:func:`graphmvp.pretrain.config.resolve_config`). GraphMVP's presets and Hu et al.'s baselines are
-defined here; the 2D task modules of :mod:`graphmvp.pretrain.tasks` register the presets of their
-methods with :func:`register_preset` next to their code, citing the paper the values come from.
+:func:`graphmvp.pretrain.config.resolve_config`). GraphMVP's own presets (its 2D + 3D runs) are
+defined here; every 2D method declares its presets in its module (``Task2D.presets`` in
+:mod:`graphmvp.pretrain.tasks`, citing the paper the values come from). :data:`PRESETS` is built
+on first access from GraphMVP's presets and those of
+:data:`graphmvp.pretrain.tasks.METHODS` (the explicit list of method modules), so it holds every
+preset whatever was imported before.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator, MutableMapping, Optional
 
 # optimisation settings shared by GraphMVP's released runs and the Hu et al. baselines it ran
 UPSTREAM_OPTIMISATION: dict[str, Any] = {
@@ -43,8 +46,8 @@ HU_BASELINE: dict[str, Any] = {
     "conformer_sampling": "random",  # one sample per molecule per epoch (2D views ignore conformers)
 }
 
-#: preset name -> field values (the released settings; explicit options override them)
-PRESETS: dict[str, dict[str, Any]] = {
+#: GraphMVP's released runs (Liu et al. 2022): EBM-NCE + VRR, alone or with a 2D method's term
+GRAPHMVP_PRESETS: dict[str, dict[str, Any]] = {
     "graphmvp": {**_RELEASED_COMMON, "loss": ("ebm-nce", "vrr"), "temperature": 0.2},
     "graphmvp-g": {
         **_RELEASED_COMMON,
@@ -58,17 +61,66 @@ PRESETS: dict[str, dict[str, Any]] = {
         "temperature": 0.2,
         "alpha3": 0.1,
     },
-    "attrmask": {**HU_BASELINE, "loss": ("attrmask",)},
-    "contextpred": {**HU_BASELINE, "loss": ("contextpred",)},
 }
 
 
+def _collect() -> dict[str, dict[str, Any]]:
+    """GraphMVP's presets, then each 2D method's (in ``METHOD_MODULES`` order); a name defined
+    twice is a ``ValueError``."""
+    from graphmvp.pretrain.tasks import METHODS
+
+    table = {name: dict(values) for name, values in GRAPHMVP_PRESETS.items()}
+    for method in METHODS:
+        for name, values in method.presets.items():
+            if name in table:
+                raise ValueError(f"preset {name!r} of 2D method {method.name!r} is already defined")
+            table[name] = dict(values)
+    return table
+
+
+class PresetTable(MutableMapping):
+    """preset name -> field values, built on first access (:func:`_collect`). Adding a name
+    that exists is a ``ValueError``; presets may be added (:func:`register_preset`) and removed."""
+
+    def __init__(self) -> None:
+        self._table: Optional[dict[str, dict[str, Any]]] = None
+
+    def _items(self) -> dict[str, dict[str, Any]]:
+        if self._table is None:
+            self._table = _collect()
+        return self._table
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        return self._items()[name]
+
+    def __setitem__(self, name: str, values: dict[str, Any]) -> None:
+        items = self._items()
+        if name in items:
+            raise ValueError(f"preset {name!r} is already defined")
+        items[name] = dict(values)
+
+    def __delitem__(self, name: str) -> None:
+        del self._items()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __repr__(self) -> str:
+        return f"PresetTable({list(self)})"
+
+
+#: preset name -> field values (the released settings; explicit options override them)
+PRESETS: PresetTable = PresetTable()
+
+
 def register_preset(name: str, values: dict[str, Any]) -> None:
-    """Add preset ``name`` (field values; ``options`` for the task's own hyperparameters).
-    Raises ``ValueError`` if the name is taken."""
-    if name in PRESETS:
-        raise ValueError(f"preset {name!r} is already defined")
-    PRESETS[name] = dict(values)
+    """Add preset ``name`` at run time (field values; ``options`` for the 2D method's
+    hyperparameters), e.g. for a method outside this package. Raises ``ValueError`` if the name
+    is taken. The package's own presets are declared by their methods (``Task2D.presets``)."""
+    PRESETS[name] = values
 
 
-__all__ = ["HU_BASELINE", "PRESETS", "UPSTREAM_OPTIMISATION", "register_preset"]
+__all__ = ["GRAPHMVP_PRESETS", "HU_BASELINE", "PRESETS", "PresetTable", "UPSTREAM_OPTIMISATION", "register_preset"]

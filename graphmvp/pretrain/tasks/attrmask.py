@@ -40,21 +40,25 @@ from graphmvp.data.mask_distributions import (
 )
 from graphmvp.data.mask_targets import MaskTarget, build_mask_target
 from graphmvp.data.masking import MolGraph
-from graphmvp.pretrain.presets import HU_BASELINE, register_preset
-from graphmvp.pretrain.tasks.base import TASKS_2D, Task2D, task_options
+from graphmvp.objectives.attrmask import MaskedNodePrediction
+from graphmvp.pretrain.presets import HU_BASELINE
+from graphmvp.pretrain.tasks.base import Task2D
 
+NAME = "attrmask"
 #: key of the transform's payload in ``batch.extras``
 MASKED_NODES = "masked_nodes"
 
-#: the task's options and their defaults (StructMAE's alphas, GraphMAE's gamma)
-OPTIONS: dict[str, Any] = {
-    "mask_count": AUTO_COUNT,
-    "pagerank_alpha": 0.25,
-    "pagerank_damping": 0.85,
-    "learnable_alpha": 0.5,
-    "curriculum": True,
-    "sce_gamma": 1.0,
-}
+
+@dataclass(frozen=True)
+class MaskedNodeOptions:
+    """The task's options and their defaults (StructMAE's alphas, GraphMAE's gamma)."""
+
+    mask_count: str = AUTO_COUNT
+    pagerank_alpha: float = 0.25
+    pagerank_damping: float = 0.85
+    learnable_alpha: float = 0.5
+    curriculum: bool = True
+    sce_gamma: float = 1.0
 
 
 # -- per-sample inputs ----------------------------------------------------------------------------
@@ -136,26 +140,53 @@ class MaskedNodeInputs:
 
 
 # -- configuration -----------------------------------------------------------------------------
+def _options_of(cfg) -> MaskedNodeOptions:
+    """The config's options of this task (the defaults when its 2D task is another one)."""
+    return METHOD.resolve_options(cfg.options) if cfg.objective("2d") == NAME else MaskedNodeOptions()
+
+
+def _distribution(cfg, options: MaskedNodeOptions) -> MaskDistribution:
+    alpha = {"pagerank": options.pagerank_alpha, "learnable": options.learnable_alpha}.get(cfg.mask_dist)
+    return build_mask_distribution(
+        cfg.mask_dist, cfg.attrmask_rate, count=options.mask_count, alpha=alpha,
+        curriculum=options.curriculum, total_epochs=int(cfg.epochs), damping=options.pagerank_damping,
+    )
+
+
+def _builtin(cfg, options: MaskedNodeOptions) -> bool:
+    return cfg.target == "atom" and cfg.mask_dist == "uniform" and _distribution(cfg, options).count_rule == "hu"
+
+
 def mask_distribution(cfg) -> MaskDistribution:
     """The masking distribution a config describes (rate, count, alpha, curriculum, E)."""
-    options = {**OPTIONS, **task_options(cfg)}
-    alpha = {"pagerank": options["pagerank_alpha"], "learnable": options["learnable_alpha"]}.get(cfg.mask_dist)
-    return build_mask_distribution(
-        cfg.mask_dist, cfg.attrmask_rate, count=options["mask_count"], alpha=alpha,
-        curriculum=options["curriculum"], total_epochs=int(cfg.epochs), damping=options["pagerank_damping"],
-    )
+    return _distribution(cfg, _options_of(cfg))
 
 
 def uses_builtin_attrmask(cfg) -> bool:
     """True for exactly Hu et al.'s AttrMask (uniform, ``hu`` count, atom target): the dataset's
     built-in AttrMask inputs serve it."""
-    return cfg.target == "atom" and cfg.mask_dist == "uniform" and mask_distribution(cfg).count_rule == "hu"
+    return _builtin(cfg, _options_of(cfg))
 
 
-def _dataset_options(cfg) -> dict[str, Any]:
-    if uses_builtin_attrmask(cfg):
+def _dataset_options(cfg, options: MaskedNodeOptions) -> dict[str, Any]:
+    if _builtin(cfg, options):
         return {"attrmask": True, "attrmask_rate": cfg.attrmask_rate}
-    return {"transforms": [MaskedNodeInputs(mask_distribution(cfg), build_mask_target(cfg.target, cfg.store))]}
+    return {"transforms": [MaskedNodeInputs(_distribution(cfg, options), build_mask_target(cfg.target, cfg.store))]}
+
+
+def _objective_args(cfg, options: MaskedNodeOptions) -> dict[str, Any]:
+    """:class:`MaskedNodePrediction`'s arguments: the study's axes are config fields, the
+    scaled-cosine gamma and the learnable boost are task options."""
+    return {
+        "emb_dim": cfg.emb_dim,
+        "target": cfg.target,
+        "store": cfg.store,
+        "decoder": cfg.decoder,
+        "decoder_loss": cfg.decoder_loss,
+        "sce_gamma": options.sce_gamma,
+        "mask_dist": cfg.mask_dist,
+        "learnable_alpha": options.learnable_alpha,
+    }
 
 
 # -- the step ----------------------------------------------------------------------------------------
@@ -206,43 +237,51 @@ def _masked_atoms(batch) -> int:
     return int(inputs.num_mask.sum())  # learnable masking: the step picks num_mask atoms per sample
 
 
-TASKS_2D.register("attrmask")(
-    Task2D(
-        _dataset_options,
-        _run,
-        options=OPTIONS,
-        describe="masked-node prediction: AttrMask (Hu et al. 2020) and the masking-design study's variants",
-        item_count=_masked_atoms,
-    )
-)
-
 # -- presets -------------------------------------------------------------------------------------
-# StructMAE (Liu et al., "Where to Mask: Structure-Guided Masking for Graph Masked Autoencoders",
-# IJCAI 2024), the defaults of its chem pretraining scripts: mask rate 0.5, alpha 0.25 (PageRank)
-# or 0.5 (learnable scorer), curriculum, GraphMAE's re-mask GIN decoder with the scaled cosine
-# error (gamma = alpha_l = 1), 5 x 300 GIN, batch 256, 100 epochs, Adam lr 1e-3, no weight decay.
-_STRUCTMAE = {**HU_BASELINE, "loss": ("attrmask",), "attrmask_rate": 0.5, "decoder": "gnn", "decoder_loss": "sce"}
-register_preset("structmae-p", {**_STRUCTMAE, "mask_dist": "pagerank",
-                                "options": {"pagerank_alpha": 0.25, "curriculum": True, "sce_gamma": 1.0}})
-register_preset("structmae-l", {**_STRUCTMAE, "mask_dist": "learnable",
-                                "options": {"learnable_alpha": 0.5, "curriculum": True, "sce_gamma": 1.0}})
-# GraphMAE (Hou et al., KDD 2022), chem/pretraining.py defaults: mask rate 0.25 (Hu et al.'s
-# int(rate * n + 1) atoms), re-mask decoder (one GIN layer), SCE on the one-hot atom type with
-# alpha_l = 1, 5 x 300 GIN, batch 256, 100 epochs, lr 1e-3.
-register_preset("graphmae", {**HU_BASELINE, "loss": ("attrmask",), "attrmask_rate": 0.25, "decoder": "gnn",
-                             "decoder_loss": "sce", "options": {"sce_gamma": 1.0}})
-# The masking-design study's motif target (Yang, Thost, Ma, arXiv 2512.07064) under AttrMask's
-# protocol: uniform masking at 0.15, linear head, cross-entropy over the motif vocabulary. The
-# study's own masking rate and head are not public [unconfirmed]; these are Hu et al.'s.
-register_preset("motif-mae", {**HU_BASELINE, "loss": ("attrmask",), "target": "motif"})
+_STRUCTMAE = {**HU_BASELINE, "loss": (NAME,), "attrmask_rate": 0.5, "decoder": "gnn", "decoder_loss": "sce"}
+_PRESETS: dict[str, dict[str, Any]] = {
+    # Hu et al. 2020 (pretrain-gnns): 15% of the atoms, linear head, cross-entropy; whole molecules
+    NAME: {**HU_BASELINE, "loss": (NAME,)},
+    # StructMAE (Liu et al., "Where to Mask: Structure-Guided Masking for Graph Masked Autoencoders",
+    # IJCAI 2024), the defaults of its chem pretraining scripts: mask rate 0.5, alpha 0.25 (PageRank)
+    # or 0.5 (learnable scorer), curriculum, GraphMAE's re-mask GIN decoder with the scaled cosine
+    # error (gamma = alpha_l = 1), 5 x 300 GIN, batch 256, 100 epochs, Adam lr 1e-3, no weight decay.
+    "structmae-p": {**_STRUCTMAE, "mask_dist": "pagerank",
+                    "options": {"pagerank_alpha": 0.25, "curriculum": True, "sce_gamma": 1.0}},
+    "structmae-l": {**_STRUCTMAE, "mask_dist": "learnable",
+                    "options": {"learnable_alpha": 0.5, "curriculum": True, "sce_gamma": 1.0}},
+    # GraphMAE (Hou et al., KDD 2022), chem/pretraining.py defaults: mask rate 0.25 (Hu et al.'s
+    # int(rate * n + 1) atoms), re-mask decoder (one GIN layer), SCE on the one-hot atom type with
+    # alpha_l = 1, 5 x 300 GIN, batch 256, 100 epochs, lr 1e-3.
+    "graphmae": {**HU_BASELINE, "loss": (NAME,), "attrmask_rate": 0.25, "decoder": "gnn",
+                 "decoder_loss": "sce", "options": {"sce_gamma": 1.0}},
+    # The masking-design study's motif target (Yang, Thost, Ma, arXiv 2512.07064) under AttrMask's
+    # protocol: uniform masking at 0.15, linear head, cross-entropy over the motif vocabulary. The
+    # study's own masking rate and head are not public [unconfirmed]; these are Hu et al.'s.
+    "motif-mae": {**HU_BASELINE, "loss": (NAME,), "target": "motif"},
+}
 
+METHOD = Task2D(
+    name=NAME,
+    objective=MaskedNodePrediction,
+    objective_args=_objective_args,
+    options=MaskedNodeOptions,
+    dataset_options=_dataset_options,
+    run=_run,
+    presets=_PRESETS,
+    describe="masked-node prediction: AttrMask (Hu et al. 2020) and the masking-design study's variants",
+    item_count=_masked_atoms,
+)
+METHODS = (METHOD,)
 
 __all__ = [
     "MASKED_NODES",
     "MaskedNodeBatch",
     "MaskedNodeInputs",
+    "MaskedNodeOptions",
     "MaskedNodeSample",
-    "OPTIONS",
+    "METHOD",
+    "METHODS",
     "learnable_mask",
     "mask_distribution",
     "uses_builtin_attrmask",

@@ -17,8 +17,11 @@ import torch
 from graphmvp.data.augment import bonded_pairs, non_bonded_pairs
 from graphmvp.data.collate import BatchLayout
 from graphmvp.data.masking import MolGraph
-from graphmvp.pretrain.presets import HU_BASELINE, register_preset
-from graphmvp.pretrain.tasks.base import TASKS_2D, Task2D
+from graphmvp.objectives.edgepred import EdgePrediction
+from graphmvp.pretrain.presets import HU_BASELINE
+from graphmvp.pretrain.tasks.base import NoOptions, Task2D
+
+NAME = "edgepred"
 
 
 @dataclass
@@ -56,7 +59,7 @@ class EdgePredSampler:
     molecule without bonds or without non-bonded pairs), then sorted.
     """
 
-    name = "edgepred"
+    name = NAME
 
     def __call__(self, graph: MolGraph, rng: np.random.Generator, info: Any = None) -> EdgePredPairs:
         positive = bonded_pairs(graph)
@@ -68,21 +71,32 @@ class EdgePredSampler:
         return EdgePredPairs(positive, candidates[:, chosen])
 
 
-def _options(cfg) -> dict[str, Any]:
+def _dataset_options(cfg, options: NoOptions) -> dict[str, Any]:
     return {"transforms": [EdgePredSampler()]}
 
 
+def _objective_args(cfg, options: NoOptions) -> dict[str, Any]:
+    return {}  # no parameters: dot products of the encoder's node representations
+
+
 def _run(model, objective, batch):
-    pairs: EdgePredBatch = batch.extras["edgepred"]
+    pairs: EdgePredBatch = batch.extras[NAME]
     if pairs.positive.shape[1] == 0:  # only single atoms in this batch
         return None, {}
     node_reps = model.encoder_2d(batch.graph_2d)
     return objective(node_reps, pairs.positive, pairs.negative)
 
 
-TASKS_2D.register("edgepred")(
-    Task2D(_options, _run, describe="bonded vs. non-bonded atom pairs by dot product (Hu et al. 2020)")
+METHOD = Task2D(
+    name=NAME,
+    objective=EdgePrediction,
+    objective_args=_objective_args,
+    dataset_options=_dataset_options,
+    run=_run,
+    # Hu et al. 2020 (pretrain-gnns): batch 256, 100 epochs, lr 1e-3, whole molecules
+    presets={NAME: {**HU_BASELINE, "loss": (NAME,)}},
+    describe="bonded vs. non-bonded atom pairs by dot product (Hu et al. 2020)",
 )
+METHODS = (METHOD,)
 
-# Hu et al. 2020 (pretrain-gnns): batch 256, 100 epochs, lr 1e-3, whole molecules
-register_preset("edgepred", {**HU_BASELINE, "loss": ("edgepred",)})
+__all__ = ["EdgePredBatch", "EdgePredPairs", "EdgePredSampler", "METHOD", "METHODS"]

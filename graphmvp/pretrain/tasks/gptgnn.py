@@ -35,7 +35,7 @@ GraphMVP's table was trained with the pretraining settings shared by the 2D base
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 import numpy as np
@@ -45,13 +45,21 @@ from graphmvp.data.collate import batch_mol_graphs
 from graphmvp.data.masking import MolGraph, induced_subgraph, neighbor_lists
 from graphmvp.data.transforms_2d import MASK_ATOM_TYPE
 from graphmvp.models import graph_readout
-from graphmvp.pretrain.presets import HU_BASELINE, register_preset
-from graphmvp.pretrain.tasks.base import TASKS_2D, Task2D, task_options
+from graphmvp.objectives.gptgnn import GPTGNNAttributeGeneration
+from graphmvp.pretrain.presets import HU_BASELINE
+from graphmvp.pretrain.tasks.base import Task2D
 
 NAME = "gpt-gnn"
 #: where the generated atom's representation comes from
 CONTEXTS = ("node", "graph")
-OPTIONS: dict[str, Any] = {"prefixes": 1, "context": "node"}
+
+
+@dataclass(frozen=True)
+class GPTGNNOptions:
+    """GPT-GNN's options and their defaults (module docstring)."""
+
+    prefixes: int = 1
+    context: str = "node"
 
 
 def bfs_order(num_atoms: int, edge_index: np.ndarray, start: int, rng: np.random.Generator) -> np.ndarray:
@@ -170,9 +178,14 @@ class NextAtomSteps:
         return GenerationSteps(graphs, lengths.copy() if node else None, label, order, lengths)
 
 
-def _options(cfg) -> dict[str, Any]:
-    opts = task_options(cfg)
-    return {"transforms": [NextAtomSteps(prefixes=opts["prefixes"], context=opts["context"])]}
+def _dataset_options(cfg, options: GPTGNNOptions) -> dict[str, Any]:
+    return {"transforms": [NextAtomSteps(prefixes=options.prefixes, context=options.context)]}
+
+
+def _objective_args(cfg, options: GPTGNNOptions) -> dict[str, Any]:
+    """The head over the encoder's width (its class count, 119 atom types, is the objective's);
+    the options shape the transform's steps only."""
+    return {"emb_dim": cfg.emb_dim}
 
 
 def _run(model, objective, batch):
@@ -189,13 +202,20 @@ def _run(model, objective, batch):
     return objective(reps, steps.label)
 
 
-TASKS_2D.register(NAME)(
-    Task2D(_options, _run, options=OPTIONS, describe="next atom type along a BFS order (GPT-GNN, Hu et al. 2020)",
-           item_count=lambda batch: int(batch.extras[NAME].label.numel()))  # a mean over the generated atoms
+METHOD = Task2D(
+    name=NAME,
+    objective=GPTGNNAttributeGeneration,
+    objective_args=_objective_args,
+    options=GPTGNNOptions,
+    dataset_options=_dataset_options,
+    run=_run,
+    # GPT-GNN has no molecular release; Hu et al.'s 2D-baseline protocol (100 epochs, batch 256,
+    # lr 1e-3), as for the other 2D baselines of GraphMVP's table (Liu et al. 2022, Table 1).
+    presets={NAME: {**HU_BASELINE, "loss": (NAME,), "options": asdict(GPTGNNOptions())}},
+    describe="next atom type along a BFS order (GPT-GNN, Hu et al. 2020)",
+    item_count=lambda batch: int(batch.extras[NAME].label.numel()),  # a mean over the generated atoms
 )
+METHODS = (METHOD,)
 
-# GPT-GNN has no molecular release; Hu et al.'s 2D-baseline protocol (100 epochs, batch 256,
-# lr 1e-3), as for the other 2D baselines of GraphMVP's table (Liu et al. 2022, Table 1).
-register_preset(NAME, {**HU_BASELINE, "loss": (NAME,), "options": dict(OPTIONS)})
-
-__all__ = ["CONTEXTS", "GenerationBatch", "GenerationSteps", "NextAtomSteps", "bfs_order"]
+__all__ = ["CONTEXTS", "GPTGNNOptions", "GenerationBatch", "GenerationSteps", "METHOD", "METHODS", "NextAtomSteps",
+           "bfs_order"]

@@ -14,6 +14,7 @@ experiments follow (:data:`HU_BASELINE`: whole molecules, batch 256, Adam lr 1e-
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,18 +22,22 @@ import torch
 from graphmvp.data.augment import AugmentedViews, ViewPairBatch
 from graphmvp.distributed import gather_pieces
 from graphmvp.models import graph_readout
-from graphmvp.objectives.graphcl import GRAPHCL_AUGMENTATIONS
-from graphmvp.pretrain.presets import HU_BASELINE, register_preset
-from graphmvp.pretrain.tasks.base import TASKS_2D, Task2D, task_options
+from graphmvp.objectives.graphcl import GRAPHCL_AUGMENTATIONS, GraphCL
+from graphmvp.pretrain.presets import HU_BASELINE
+from graphmvp.pretrain.tasks.base import Task2D
 
-#: GraphCL's options and their defaults (You et al. 2020)
-GRAPHCL_OPTIONS: dict[str, Any] = {
-    "aug_ratio": 0.2,
-    "augmentations": GRAPHCL_AUGMENTATIONS,
-    "cl_temperature": 0.1,
-    "symmetric": False,
-    "positive_in_denominator": False,
-}
+NAME = "graphcl"
+
+
+@dataclass(frozen=True)
+class GraphCLOptions:
+    """GraphCL's options and their defaults (You et al. 2020)."""
+
+    aug_ratio: float = 0.2
+    augmentations: tuple[str, ...] = GRAPHCL_AUGMENTATIONS
+    cl_temperature: float = 0.1
+    symmetric: bool = False
+    positive_in_denominator: bool = False
 
 
 def encode_views(model, views: ViewPairBatch):
@@ -57,27 +62,40 @@ def run_views(name: str):
     return run
 
 
-def check_positive_options(opts: dict[str, Any], names: tuple[str, ...]) -> None:
-    """Raise ``ValueError`` naming the first of ``names`` whose value in ``opts`` is not > 0
-    (called when the dataset is built, i.e. before any model or step)."""
+def check_positive_options(options: Any, names: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming the first of ``names`` whose value in ``options`` (an options
+    instance) is not > 0 (called when the dataset is built, i.e. before any model or step)."""
     for name in names:
-        value = opts[name]
+        value = getattr(options, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ValueError(f"--opt {name}={value!r}: must be a number > 0")
 
 
-def _options(cfg) -> dict[str, Any]:
-    opts = task_options(cfg)
-    check_positive_options(opts, ("cl_temperature",))
-    return {"transforms": [AugmentedViews("graphcl", opts["augmentations"], opts["aug_ratio"])]}
+def _dataset_options(cfg, options: GraphCLOptions) -> dict[str, Any]:
+    check_positive_options(options, ("cl_temperature",))
+    return {"transforms": [AugmentedViews(NAME, options.augmentations, options.aug_ratio)]}
 
 
-TASKS_2D.register("graphcl")(
-    Task2D(_options, run_views("graphcl"), options=GRAPHCL_OPTIONS,
-           describe="two augmented views, projection head, NT-Xent (You et al. 2020)", in_batch=True,
-           global_loss=True)
+def _objective_args(cfg, options: GraphCLOptions) -> dict[str, Any]:
+    """The projection head's width and NT-Xent's settings (the augmentations are the dataset's)."""
+    return {"emb_dim": cfg.emb_dim, "cl_temperature": options.cl_temperature, "symmetric": options.symmetric,
+            "positive_in_denominator": options.positive_in_denominator}
+
+
+METHOD = Task2D(
+    name=NAME,
+    objective=GraphCL,
+    objective_args=_objective_args,
+    options=GraphCLOptions,
+    dataset_options=_dataset_options,
+    run=run_views(NAME),
+    # GraphCL (You et al. 2020), transfer learning on molecules: Hu et al.'s setting (batch 256,
+    # lr 1e-3, 5 x 300 GIN); node drop / subgraph at 0.2, T = 0.1
+    presets={NAME: {**HU_BASELINE, "loss": (NAME,)}},
+    describe="two augmented views, projection head, NT-Xent (You et al. 2020)",
+    in_batch=True,
+    global_loss=True,
 )
+METHODS = (METHOD,)
 
-# GraphCL (You et al. 2020), transfer learning on molecules: Hu et al.'s setting (batch 256,
-# lr 1e-3, 5 x 300 GIN); node drop / subgraph at 0.2, T = 0.1
-register_preset("graphcl", {**HU_BASELINE, "loss": ("graphcl",)})
+__all__ = ["GraphCLOptions", "METHOD", "METHODS", "check_positive_options", "encode_views", "run_views"]

@@ -24,6 +24,7 @@ pooling, no dropout.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any, Iterator
 
 import numpy as np
@@ -32,33 +33,58 @@ import torch
 from graphmvp.data.collate import batch_mol_graphs
 from graphmvp.data.masking import MolGraph
 from graphmvp.models import graph_readout
-from graphmvp.pretrain.presets import HU_BASELINE, register_preset
-from graphmvp.pretrain.tasks.base import TASKS_2D, Task2D, task_options
+from graphmvp.objectives.graphlog import GraphLoG
+from graphmvp.pretrain.presets import HU_BASELINE
+from graphmvp.pretrain.tasks.base import Task2D
 
 NAME = "graphlog"
-OPTIONS: dict[str, Any] = {
-    "mask_rate": 0.3,
-    "tau": 0.04,
-    "num_prototypes": 50,
-    "hierarchy": 3,
-    "decay_ratio": 0.95,
-    "w_node": 1.0,
-    "w_graph": 1.0,
-    "w_proto": 0.1,
-    "node_positive": "counterpart",
-    "local_epochs": 1,
-    "init_passes": 5,
-    "init_batch_size": 512,
-    "init_molecules": 0,
-    "rpcl_rounds": 20,
-}
 
 
-def _options(cfg) -> dict[str, Any]:
-    rate = task_options(cfg)["mask_rate"]
+@dataclass(frozen=True)
+class GraphLoGOptions:
+    """GraphLoG's options and their defaults (the release's ``pretrain_graphlog.py``)."""
+
+    mask_rate: float = 0.3
+    tau: float = 0.04
+    num_prototypes: int = 50
+    hierarchy: int = 3
+    decay_ratio: float = 0.95
+    w_node: float = 1.0
+    w_graph: float = 1.0
+    w_proto: float = 0.1
+    node_positive: str = "counterpart"
+    local_epochs: int = 1
+    init_passes: int = 5
+    init_batch_size: int = 512
+    init_molecules: int = 0
+    rpcl_rounds: int = 20
+
+
+def _dataset_options(cfg, options: GraphLoGOptions) -> dict[str, Any]:
+    rate = options.mask_rate
     if not 0.0 < rate <= 1.0:
         raise ValueError(f"graphlog option mask_rate={rate!r}: must be in (0, 1]")
     return {"attrmask": True, "attrmask_rate": rate}
+
+
+def _objective_args(cfg, options: GraphLoGOptions) -> dict[str, Any]:
+    """Every option but ``mask_rate`` (the dataset's) is a :class:`GraphLoG` argument."""
+    return {
+        "emb_dim": cfg.emb_dim,
+        "tau": options.tau,
+        "num_prototypes": options.num_prototypes,
+        "hierarchy": options.hierarchy,
+        "decay_ratio": options.decay_ratio,
+        "w_node": options.w_node,
+        "w_graph": options.w_graph,
+        "w_proto": options.w_proto,
+        "node_positive": options.node_positive,
+        "local_epochs": options.local_epochs,
+        "init_passes": options.init_passes,
+        "init_batch_size": options.init_batch_size,
+        "init_molecules": options.init_molecules,
+        "rpcl_rounds": options.rpcl_rounds,
+    }
 
 
 def _run(model, objective, batch):
@@ -124,20 +150,22 @@ def _end_epoch(model, objective, dataset, epoch: int) -> None:
         initialize_prototypes(model, objective, dataset, epoch + 1)
 
 
-TASKS_2D.register(NAME)(
-    Task2D(
-        _options,
-        _run,
-        options=OPTIONS,
-        begin_epoch=_begin_epoch,
-        end_epoch=_end_epoch,
-        describe="masked-view contrast + hierarchical prototypes (GraphLoG, Xu et al. 2021)",
-        in_batch=True,
-    )
+METHOD = Task2D(
+    name=NAME,
+    objective=GraphLoG,
+    objective_args=_objective_args,
+    options=GraphLoGOptions,
+    dataset_options=_dataset_options,
+    run=_run,
+    begin_epoch=_begin_epoch,
+    end_epoch=_end_epoch,
+    # DeepGraphLearning/GraphLoG pretrain_graphlog.py defaults: batch 512, lr 1e-3, decay 0,
+    # local_epochs 1 + global_epochs 10 (Xu et al., ICML 2021).
+    presets={NAME: {**HU_BASELINE, "loss": (NAME,), "epochs": 11, "batch_size": 512,
+                    "options": asdict(GraphLoGOptions())}},
+    describe="masked-view contrast + hierarchical prototypes (GraphLoG, Xu et al. 2021)",
+    in_batch=True,
 )
+METHODS = (METHOD,)
 
-# DeepGraphLearning/GraphLoG pretrain_graphlog.py defaults: batch 512, lr 1e-3, decay 0,
-# local_epochs 1 + global_epochs 10 (Xu et al., ICML 2021).
-register_preset(NAME, {**HU_BASELINE, "loss": (NAME,), "epochs": 11, "batch_size": 512, "options": dict(OPTIONS)})
-
-__all__ = ["OPTIONS", "initialize_prototypes", "molecule_batches"]
+__all__ = ["GraphLoGOptions", "METHOD", "METHODS", "initialize_prototypes", "molecule_batches"]

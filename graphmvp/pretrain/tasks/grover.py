@@ -28,7 +28,7 @@ transformer; GraphMVP's table reports these tasks on the GIN with the 2D baselin
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 import numpy as np
@@ -36,12 +36,21 @@ import torch
 
 from graphmvp.data.transforms_2d import MASK_ATOM_TYPE
 from graphmvp.models import graph_readout
-from graphmvp.pretrain.presets import HU_BASELINE, register_preset
-from graphmvp.pretrain.tasks.base import TASKS_2D, Task2D, task_options
+from graphmvp.objectives.grover import GroverContextual, GroverMotif
+from graphmvp.pretrain.presets import HU_BASELINE
+from graphmvp.pretrain.tasks.base import NoOptions, Task2D
 
 CONTEXTUAL = "g-contextual"
 MOTIF = "g-motif"
-CONTEXTUAL_OPTIONS: dict[str, Any] = {"label_rate": 0.15, "mask_atoms": False}
+
+
+@dataclass(frozen=True)
+class ContextualOptions:
+    """G-Contextual's options and their defaults (GROVER's ``ceil(0.15 n)``; its release's
+    unmasked inputs)."""
+
+    label_rate: float = 0.15
+    mask_atoms: bool = False
 #: the type index of hydrogen (atomic number 1)
 HYDROGEN_TYPE = 0
 
@@ -130,9 +139,13 @@ class ContextualAtoms:
         return ChosenAtoms(index=chosen, label=labels[chosen], atom=atom)
 
 
-def _contextual_options(cfg) -> dict[str, Any]:
-    opts = task_options(cfg)
-    return {"transforms": [ContextualAtoms(_store_of(cfg, CONTEXTUAL), opts["label_rate"], opts["mask_atoms"])]}
+def _contextual_options(cfg, options: ContextualOptions) -> dict[str, Any]:
+    return {"transforms": [ContextualAtoms(_store_of(cfg, CONTEXTUAL), options.label_rate, options.mask_atoms)]}
+
+
+def _contextual_args(cfg, options: ContextualOptions) -> dict[str, Any]:
+    """The classifier's width; its class count is read from the store's sidecar vocabulary."""
+    return {"emb_dim": cfg.emb_dim, "store": cfg.store}
 
 
 def _contextual_run(model, objective, batch):
@@ -186,8 +199,13 @@ class FunctionalGroups:
         return GroupFlags(flags=np.array(self.table.flags(i), dtype=np.uint8), valid=self.table.valid(i))
 
 
-def _motif_options(cfg) -> dict[str, Any]:
+def _motif_options(cfg, options: NoOptions) -> dict[str, Any]:
     return {"transforms": [FunctionalGroups(_store_of(cfg, MOTIF))]}
+
+
+def _motif_args(cfg, options: NoOptions) -> dict[str, Any]:
+    """The classifier's width (its 85 outputs are the functional-group vocabulary's)."""
+    return {"emb_dim": cfg.emb_dim}
 
 
 def _motif_run(model, objective, batch):
@@ -201,27 +219,40 @@ def _motif_run(model, objective, batch):
     return objective(graph_reps[groups.valid], groups.flags[groups.valid])
 
 
-TASKS_2D.register(CONTEXTUAL)(
-    Task2D(_contextual_options, _contextual_run, options=CONTEXTUAL_OPTIONS,
-           describe="contextual atom-label prediction (GROVER G-Contextual, Rong et al. 2020)",
-           item_count=lambda batch: int(batch.extras[CONTEXTUAL].index.numel()))  # a mean over the labelled atoms
-)
-TASKS_2D.register(MOTIF)(
-    Task2D(_motif_options, _motif_run, describe="functional-group multi-label prediction (GROVER G-Motif, Rong et al. 2020)",
-           item_count=lambda batch: int(batch.extras[MOTIF].valid.sum()))  # a mean over the labelled molecules
-)
-
 # GraphMVP's table (Liu et al. 2022) runs GROVER's tasks on the GIN with the 2D baselines'
 # settings (Hu et al. 2020: 100 epochs, batch 256, lr 1e-3); GROVER's own schedule is its transformer's.
-register_preset(CONTEXTUAL, {**HU_BASELINE, "loss": (CONTEXTUAL,), "options": dict(CONTEXTUAL_OPTIONS)})
-register_preset(MOTIF, {**HU_BASELINE, "loss": (MOTIF,)})
+CONTEXTUAL_METHOD = Task2D(
+    name=CONTEXTUAL,
+    objective=GroverContextual,
+    objective_args=_contextual_args,
+    options=ContextualOptions,
+    dataset_options=_contextual_options,
+    run=_contextual_run,
+    presets={CONTEXTUAL: {**HU_BASELINE, "loss": (CONTEXTUAL,), "options": asdict(ContextualOptions())}},
+    describe="contextual atom-label prediction (GROVER G-Contextual, Rong et al. 2020)",
+    item_count=lambda batch: int(batch.extras[CONTEXTUAL].index.numel()),  # a mean over the labelled atoms
+)
+MOTIF_METHOD = Task2D(
+    name=MOTIF,
+    objective=GroverMotif,
+    objective_args=_motif_args,
+    dataset_options=_motif_options,
+    run=_motif_run,
+    presets={MOTIF: {**HU_BASELINE, "loss": (MOTIF,)}},
+    describe="functional-group multi-label prediction (GROVER G-Motif, Rong et al. 2020)",
+    item_count=lambda batch: int(batch.extras[MOTIF].valid.sum()),  # a mean over the labelled molecules
+)
+METHODS = (CONTEXTUAL_METHOD, MOTIF_METHOD)
 
 __all__ = [
-    "CONTEXTUAL_OPTIONS",
+    "CONTEXTUAL_METHOD",
     "ChosenAtoms",
     "ChosenAtomsBatch",
     "ContextualAtoms",
+    "ContextualOptions",
     "FunctionalGroups",
     "GroupFlags",
     "GroupFlagsBatch",
+    "METHODS",
+    "MOTIF_METHOD",
 ]

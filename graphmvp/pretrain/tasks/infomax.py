@@ -13,12 +13,19 @@ from typing import Any
 
 import torch
 
-from graphmvp.pretrain.presets import HU_BASELINE, register_preset
-from graphmvp.pretrain.tasks.base import TASKS_2D, Task2D
+from graphmvp.objectives.infomax import Infomax
+from graphmvp.pretrain.presets import HU_BASELINE
+from graphmvp.pretrain.tasks.base import NoOptions, Task2D
+
+NAME = "infomax"
 
 
-def _options(cfg) -> dict[str, Any]:
-    return {}
+def _dataset_options(cfg, options: NoOptions) -> dict[str, Any]:
+    return {}  # the batch's 2D graph is all it needs
+
+
+def _objective_args(cfg, options: NoOptions) -> dict[str, Any]:
+    return {"emb_dim": cfg.emb_dim}
 
 
 def node_graph_ids(graph) -> torch.Tensor:
@@ -35,11 +42,19 @@ def _run(model, objective, batch):
     return objective(node_reps, node_graph_ids(graph).to(node_reps.device), graph.batch_size)
 
 
-TASKS_2D.register("infomax")(
+METHOD = Task2D(
+    name=NAME,
+    objective=Infomax,
+    objective_args=_objective_args,
+    dataset_options=_dataset_options,
+    run=_run,
+    # Hu et al. 2020 (pretrain-gnns): batch 256, 100 epochs, lr 1e-3, whole molecules
+    presets={NAME: {**HU_BASELINE, "loss": (NAME,)}},
+    describe="node vs. molecule-summary discrimination, DGI (Hu et al. 2020)",
     # two means over the batch's atoms (positive and negative pairs); negatives: the next molecule's summary
-    Task2D(_options, _run, describe="node vs. molecule-summary discrimination, DGI (Hu et al. 2020)",
-           item_count=lambda batch: int(batch.graph_2d.num_nodes()), in_batch=True)
+    item_count=lambda batch: int(batch.graph_2d.num_nodes()),
+    in_batch=True,
 )
+METHODS = (METHOD,)
 
-# Hu et al. 2020 (pretrain-gnns): batch 256, 100 epochs, lr 1e-3, whole molecules
-register_preset("infomax", {**HU_BASELINE, "loss": ("infomax",)})
+__all__ = ["METHOD", "METHODS", "node_graph_ids"]

@@ -43,33 +43,34 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 
 from graphmvp.data.augment import AugmentedViews, ViewPair
-from graphmvp.objectives.graphcl import JOAO_AUGMENTATIONS
-from graphmvp.pretrain.presets import HU_BASELINE, register_preset
-from graphmvp.pretrain.tasks.base import TASKS_2D, Task2D, task_options
-from graphmvp.pretrain.tasks.graphcl import check_positive_options, encode_views, run_views
+from graphmvp.objectives.graphcl import JOAO, JOAO_AUGMENTATIONS
+from graphmvp.pretrain.presets import HU_BASELINE
+from graphmvp.pretrain.tasks.base import Task2D
+from graphmvp.pretrain.tasks.graphcl import GraphCLOptions, check_positive_options, encode_views, run_views
+
+NAME = "joao"
 
 LOG = logging.getLogger("graphmvp.pretrain")
 
 #: tag mixed into the seeds of JOAO's evaluation draws (subset and per-pair views)
 EVAL_TAG = 0x4A0A0
 
-#: JOAO's options and their defaults (You et al. 2021)
-JOAO_OPTIONS: dict[str, Any] = {
-    "aug_ratio": 0.2,
-    "augmentations": JOAO_AUGMENTATIONS,
-    "cl_temperature": 0.1,
-    "symmetric": False,
-    "positive_in_denominator": False,
-    "gamma": 0.1,
-    "step_size": 1.0,
-    "eval_fraction": 0.1,
-}
+@dataclass(frozen=True)
+class JOAOOptions(GraphCLOptions):
+    """JOAO's options and their defaults (You et al. 2021): GraphCL's, with JOAO's five
+    augmentations, plus the update of the pair distribution and its evaluation subset."""
+
+    augmentations: tuple[str, ...] = JOAO_AUGMENTATIONS
+    gamma: float = 0.1
+    step_size: float = 1.0
+    eval_fraction: float = 0.1
 
 
 class JOAOViews(AugmentedViews):
@@ -79,7 +80,7 @@ class JOAOViews(AugmentedViews):
 
     def __init__(self, augmentations: Sequence[str], ratio: float, eval_fraction: float = 0.1,
                  eval_batch_size: int = 256, probabilities: Optional[Sequence[float]] = None):
-        super().__init__("joao", augmentations, ratio, probabilities)
+        super().__init__(NAME, augmentations, ratio, probabilities)
         if isinstance(eval_fraction, bool) or not isinstance(eval_fraction, (int, float)) or not 0 < eval_fraction <= 1:
             raise ValueError(f"JOAO eval_fraction={eval_fraction!r}: must be in (0, 1]")
         if int(eval_batch_size) < 2:
@@ -150,11 +151,18 @@ def pair_losses(model, objective, dataset, epoch: int) -> np.ndarray:
     return losses
 
 
-def _options(cfg) -> dict[str, Any]:
-    opts = task_options(cfg)
-    check_positive_options(opts, ("cl_temperature", "gamma", "step_size"))
-    transform = JOAOViews(opts["augmentations"], opts["aug_ratio"], opts["eval_fraction"], cfg.batch_size)
+def _dataset_options(cfg, options: JOAOOptions) -> dict[str, Any]:
+    check_positive_options(options, ("cl_temperature", "gamma", "step_size"))
+    transform = JOAOViews(options.augmentations, options.aug_ratio, options.eval_fraction, cfg.batch_size)
     return {"transforms": [transform]}
+
+
+def _objective_args(cfg, options: JOAOOptions) -> dict[str, Any]:
+    """GraphCL's arguments plus the augmentations (their count sizes ``pair_probs``) and the
+    update's gamma and step size; ``aug_ratio`` and ``eval_fraction`` are the transform's."""
+    return {"emb_dim": cfg.emb_dim, "cl_temperature": options.cl_temperature, "symmetric": options.symmetric,
+            "positive_in_denominator": options.positive_in_denominator, "augmentations": options.augmentations,
+            "gamma": options.gamma, "step_size": options.step_size}
 
 
 def _begin_epoch(model, objective, dataset, epoch: int) -> None:
@@ -172,12 +180,23 @@ def _end_epoch(model, objective, dataset, epoch: int) -> None:
              ", ".join(f"{'/'.join(transform.pair_names(k))}={probs[k]:.3f}" for k in top))
 
 
-TASKS_2D.register("joao")(
-    Task2D(_options, run_views("joao"), options=JOAO_OPTIONS, end_epoch=_end_epoch, begin_epoch=_begin_epoch,
-           describe="GraphCL with augmentation pairs sampled by a min-max learnt distribution (You et al. 2021)",
-           in_batch=True, global_loss=True)
+METHOD = Task2D(
+    name=NAME,
+    objective=JOAO,
+    objective_args=_objective_args,
+    options=JOAOOptions,
+    dataset_options=_dataset_options,
+    run=run_views(NAME),
+    begin_epoch=_begin_epoch,
+    end_epoch=_end_epoch,
+    # JOAO (You et al. 2021), transfer learning on molecules: Hu et al.'s setting (batch 256, lr 1e-3,
+    # 5 x 300 GIN), 5 augmentations at 0.2, gamma 0.1
+    presets={NAME: {**HU_BASELINE, "loss": (NAME,)}},
+    describe="GraphCL with augmentation pairs sampled by a min-max learnt distribution (You et al. 2021)",
+    in_batch=True,
+    global_loss=True,
 )
+METHODS = (METHOD,)
 
-# JOAO (You et al. 2021), transfer learning on molecules: Hu et al.'s setting (batch 256, lr 1e-3,
-# 5 x 300 GIN), 5 augmentations at 0.2, gamma 0.1
-register_preset("joao", {**HU_BASELINE, "loss": ("joao",)})
+__all__ = ["JOAOOptions", "JOAOViews", "METHOD", "METHODS", "eval_batches", "eval_subset", "joao_transform",
+           "pair_losses"]
