@@ -11,6 +11,7 @@ import importlib.metadata
 import os
 import pkgutil
 import sys
+import sysconfig
 from importlib import resources
 from pathlib import Path
 
@@ -22,6 +23,16 @@ OLD_NAMES = {"finetune", "checkpoints", "geom_prep"}
 #: folder in the repository -> the package it is installed as (setup.py's PACKAGE_DIR)
 SUBPACKAGES = {"finetune": "graphmvp.finetune", "checkpoints": "graphmvp.checkpoints", "geom_prep": "graphmvp.prep"}
 WHEEL_CHECK = os.environ.get("GRAPHMVP_WHEEL_CHECK") == "1"
+
+
+def assert_installed_copy(path: Path) -> None:
+    """``path`` lies in this environment's site-packages and not in the checkout's source folders.
+    (The wheel's venv may itself sit inside the checkout, e.g. ``.venv-wheel``, so "not under the
+    repository" would be the wrong test.)"""
+    path = path.resolve()
+    assert path.is_relative_to(Path(sysconfig.get_paths()["purelib"]).resolve()), path
+    for source in ["graphmvp", *SUBPACKAGES]:
+        assert not path.is_relative_to(REPO / source), path
 
 
 def test_the_distribution_installs_one_top_level_name():
@@ -93,7 +104,7 @@ def test_the_demo_reads_its_molecules_as_a_resource_and_freesolv_from_the_curren
 
     assert demo_smiles_path().is_file()
     if WHEEL_CHECK:
-        assert not demo_smiles_path().resolve().is_relative_to(REPO)
+        assert_installed_copy(demo_smiles_path())
     monkeypatch.chdir(tmp_path)
     assert default_freesolv().resolve() == tmp_path.parent / "shared" / "data" / "freesolv.csv"
 
@@ -102,6 +113,6 @@ def test_the_demo_reads_its_molecules_as_a_resource_and_freesolv_from_the_curren
 def test_the_wheel_not_the_repository_is_imported():
     import graphmvp
 
-    assert not Path(graphmvp.__file__).resolve().is_relative_to(REPO)
+    assert_installed_copy(Path(graphmvp.__file__))
     assert importlib.metadata.distribution("graphmvp").read_text("direct_url.json") is None or \
         '"editable": true' not in importlib.metadata.distribution("graphmvp").read_text("direct_url.json")
