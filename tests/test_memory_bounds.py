@@ -164,3 +164,63 @@ def test_tuned_malloc_is_bounded():
     del block
     released = held - rss_kib()
     assert released > 0.9 * size / 1024, f"{released} KiB of a {size >> 20} MiB block returned on free"
+
+
+def schnetpack_module_outputs_and_grads(enc, g):
+    """The reference: ``schnetpack.representation.SchNet.forward`` itself (dict of inputs), then
+    the encoder's head; gradients of the parameters and of the positions."""
+    import schnetpack.properties as props
+
+    enc.zero_grad(set_to_none=True)
+    pos = g.ndata["pos"].clone().requires_grad_(True)
+    src, dst = g.edges()
+    inputs = {props.Z: g.ndata["Z"], props.Rij: pos[src] - pos[dst], props.idx_i: dst.long(), props.idx_j: src.long()}
+    h = enc.head(enc.schnet(inputs)["scalar_representation"])
+    (graph_readout(g, h).pow(2).mean() + h[:5].sum()).backward()
+    return h.detach(), pos.grad, {n: p.grad.clone() for n, p in enc.named_parameters() if p.grad is not None}
+
+
+def test_plain_path_is_schnetpacks_forward_bit_for_bit(batch):
+    """The plain path runs schnetpack's modules in its forward's order with every interaction
+    recomputed in the backward: outputs, parameter and position gradients equal exactly."""
+    torch.manual_seed(5)
+    enc = random_biases(SchNetEncoder(hidden=24, n_filters=12, n_interactions=3, impl="plain"), 5)
+    h_ref, dpos_ref, grads_ref = schnetpack_module_outputs_and_grads(enc, batch)
+    g = batch.local_var()
+    g.ndata["pos"] = batch.ndata["pos"].clone().requires_grad_(True)
+    enc.zero_grad(set_to_none=True)
+    h = enc(g)
+    (graph_readout(g, h).pow(2).mean() + h[:5].sum()).backward()
+    assert torch.equal(h.detach(), h_ref)
+    assert torch.equal(g.ndata["pos"].grad, dpos_ref)
+    assert grads_ref.keys() == {n for n, p in enc.named_parameters() if p.grad is not None}
+    for name, p in enc.named_parameters():
+        if p.grad is not None:
+            assert torch.equal(p.grad, grads_ref[name]), name
+
+
+def per_edge_filter_tensors_saved(enc, g, n_filters):
+    """Shapes of the [E, n_filters] tensors autograd keeps for the backward of ``enc(g)``."""
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(tuple(t.shape)) or t, lambda t: t):
+        h = enc(g)
+    graph_readout(g, h).sum().backward()
+    assert saved  # the hook saw the forward
+    return [s for s in saved if s == (g.num_edges(), n_filters)]
+
+
+@pytest.mark.parametrize("impl", ["plain", "fused", "fused-bf16"])
+def test_plain_and_fused_paths_keep_no_per_edge_filter_for_the_backward(batch, impl, monkeypatch):
+    """Only the interactions' inputs are kept (the [E, F] intermediates are recomputed one
+    interaction at a time in the backward); without the recomputation they are kept, which is
+    what the check tells apart."""
+    torch.manual_seed(3)
+    enc = SchNetEncoder(hidden=24, n_filters=10, n_interactions=2, impl=impl)
+    assert batch.num_edges() not in (batch.num_nodes(), 24)
+    assert per_edge_filter_tensors_saved(enc, batch, 10) == []
+    import graphmvp.models.schnet as schnet_module
+    import graphmvp.models.schnet_fused as fused_module
+
+    for module in (schnet_module, fused_module):
+        monkeypatch.setattr(module, "recomputed", lambda block, *args: block(*args))
+    assert len(per_edge_filter_tensors_saved(enc, batch, 10)) >= 2  # at least one per interaction

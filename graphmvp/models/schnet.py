@@ -28,8 +28,8 @@ of the ``schnetpack`` module, so state dicts and checkpoints are shared and a mo
 with ``encoder.impl = name``). Speed-ups: SchNet forward + backward, batch of 256 drug molecules
 with hydrogens, 2 threads (``benchmarks/pretrain_throughput.py``, figures in docs/benchmarks.md).
 
-* ``"plain"``: schnetpack's own forward (dict of inputs, ``x[idx_j] * Wij`` + ``index_add``);
-  the reference.
+* ``"plain"``: schnetpack's own layers in its forward's order (``x[idx_j] * Wij`` +
+  ``index_add``); the reference.
 * ``"fused"``: :func:`graphmvp.models.schnet_fused.schnet_fused_forward`, the filter network and
   continuous-filter convolution as one autograd node per interaction on DGL's ``gspmm``; same
   operations as "plain" (outputs equal, gradients within 1e-7 relative).
@@ -40,6 +40,10 @@ with hydrogens, 2 threads (``benchmarks/pretrain_throughput.py``, figures in doc
   (tested at 1e-5), no gradients to positions.
 * ``"fused-bf16"``: "fused" with the filter networks' GEMMs in bfloat16 (fp32 weights, fp32
   neighbour sums); NOT equal to float32 (a few 1e-3 relative on outputs and gradients).
+
+Memory: "plain" and "fused" recompute each interaction in the backward
+(:mod:`graphmvp.models.recompute`), "tabulated" keeps no [E, F] tensor at all (edge chunks), so
+no path holds the per-edge intermediates of all six interactions at once.
 
 ``schnetpack`` (slow to import) is imported when a ``SchNetEncoder`` is built.
 """
@@ -57,6 +61,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import graphmvp  # noqa: F401  (sets DGLBACKEND before dgl is used)
+from graphmvp.models.recompute import recomputed
 from graphmvp.models.registry import ENCODERS
 from graphmvp.models.schnet_fused import check_fusable, schnet_fused_forward
 from graphmvp.models.schnet_tabulated import DEFAULT_EDGE_CHUNK, check_tabulable, schnet_tabulated_forward
@@ -85,12 +90,22 @@ class SchNetImpl:
 
 
 def schnetpack_forward(schnet: nn.Module, g: dgl.DGLGraph, z: torch.Tensor, r_ij: torch.Tensor) -> torch.Tensor:
-    """schnetpack's own SchNet forward (the reference path): [N, D] scalar representation."""
-    import schnetpack.properties as props
+    """schnetpack's own SchNet (the reference path): [N, D] scalar representation.
 
+    The steps of ``schnetpack.representation.SchNet.forward`` (2.0.4) on its own modules
+    (embedding; distances, radial basis and cutoff once; ``x = x + interaction(x, f_ij, idx_i,
+    idx_j, rcut_ij)`` per block), with each interaction :func:`~graphmvp.models.recompute.recomputed`
+    in the backward: bit-equal to ``schnet(inputs)`` (tested), without its [E, F] intermediates
+    of all six blocks alive at once."""
     src, dst = g.edges()
-    inputs = {props.Z: z, props.Rij: r_ij, props.idx_i: dst.long(), props.idx_j: src.long()}
-    return schnet(inputs)["scalar_representation"]
+    idx_i, idx_j = dst.long(), src.long()
+    x = schnet.embedding(z)
+    d_ij = torch.norm(r_ij, dim=1)
+    f_ij = schnet.radial_basis(d_ij)
+    rcut_ij = schnet.cutoff_fn(d_ij)
+    for interaction in schnet.interactions:
+        x = x + recomputed(interaction, x, f_ij, idx_i, idx_j, rcut_ij)
+    return x
 
 
 #: implementation name -> :class:`SchNetImpl`

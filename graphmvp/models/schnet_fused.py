@@ -14,7 +14,9 @@ What differs is the execution (measured in ``benchmarks/pretrain_throughput.py``
   ``gspmm``, no [E, F] message tensor, no ``index_put_`` in the backward);
 * distances, the Gaussian expansion and the cosine cutoff are computed once per forward and
   shared by the interactions (schnetpack does the same), as is the reverse graph used by the
-  backward pass; with ``compute_dtype=torch.bfloat16`` the expansion is also cast once.
+  backward pass; with ``compute_dtype=torch.bfloat16`` the expansion is also cast once;
+* each interaction is recomputed in the backward (:mod:`graphmvp.models.recompute`), so the
+  [E, F] tensors ``cfconv_fused`` keeps for its gradients exist for one interaction at a time.
 
 The activation of the filter network must be schnetpack's shifted softplus and the
 interactions must not share weights (GraphMVP's setting); anything else is rejected with a
@@ -23,6 +25,7 @@ interactions must not share weights (GraphMVP's setting); anything else is rejec
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Optional
 
 import dgl
@@ -31,6 +34,7 @@ from torch import Tensor, nn
 
 import graphmvp  # noqa: F401  (sets DGLBACKEND before dgl is used)
 from graphmvp.models.cfconv_fused import cfconv_fused
+from graphmvp.models.recompute import recomputed
 
 
 def check_fusable(schnet: nn.Module) -> None:
@@ -85,12 +89,17 @@ def schnet_fused_forward(
     if compute_dtype is not None and compute_dtype != rbf.dtype:
         rbf = rbf.to(compute_dtype)  # cast once, not once per interaction
     rg = dgl.reverse(g, copy_ndata=False, copy_edata=False)  # for the backward's gspmm
-    for block in schnet.interactions:
+
+    def interaction(block: nn.Module, x: Tensor, rbf: Tensor, fcut: Tensor) -> Tensor:
         first, second = block.filter_network[0], block.filter_network[1]
         v = block.in2f(x)  # [N, F]
         v = cfconv_fused(
             g, v, rbf, fcut, first.weight, first.bias, second.weight, second.bias,
             rg=rg, compute_dtype=compute_dtype,
         )
-        x = x + block.f2out(v)  # [N, D]
+        return block.f2out(v)  # [N, D]
+
+    for block in schnet.interactions:
+        # recomputed in the backward: cfconv_fused keeps [E, F] tensors for its gradients
+        x = x + recomputed(partial(interaction, block), x, rbf, fcut)
     return x
