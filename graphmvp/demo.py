@@ -39,6 +39,18 @@ def demo_store_path(out: Path) -> Path:
     return out.parent / "demo_conformers.h5"
 
 
+def prepare_demo_store(path: Path, workers: int, command: list[str]):
+    """Prepare the bundled demo molecules into ``path`` (replacing a file there) with geom_prep's
+    defaults for SMILES input; returns its :class:`~graphmvp.prep.pipeline.PrepResult`. Raises
+    :class:`~graphmvp.prep.config.PrepError` when preparation fails."""
+    from graphmvp.prep.config import PrepConfig
+    from graphmvp.prep.pipeline import prepare
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return prepare(PrepConfig(input=str(demo_smiles_path()), output=str(path), workers=workers, overwrite=True),
+                   command=command)
+
+
 def ensure_demo_store(path: Path) -> tuple[Path, bool]:
     """The demo store at ``path``, prepared from the bundled SMILES unless already there.
 
@@ -47,8 +59,7 @@ def ensure_demo_store(path: Path) -> tuple[Path, bool]:
     :class:`~graphmvp.pretrain.config.ConfigError` when preparation fails.
     """
     from graphmvp.data.store import ConformerStore
-    from graphmvp.prep.config import PrepConfig, PrepError
-    from graphmvp.prep.pipeline import prepare
+    from graphmvp.prep.config import PrepError
     from graphmvp.pretrain.config import ConfigError
 
     if path.is_file():
@@ -59,12 +70,8 @@ def ensure_demo_store(path: Path) -> tuple[Path, bool]:
         except (OSError, ValueError):
             pass
     LOG.info("preparing the demo store %s from %s (once; RDKit conformers, about a minute)", path, demo_smiles_path())
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        prepare(
-            PrepConfig(input=str(demo_smiles_path()), output=str(path), workers=max(1, min(2, os.cpu_count() or 1)), overwrite=True),
-            command=["graphmvp-pretrain (demo store)"],
-        )
+        prepare_demo_store(path, workers=max(1, min(2, os.cpu_count() or 1)), command=["graphmvp-pretrain (demo store)"])
     except PrepError as e:
         raise ConfigError(f"could not prepare the demo store {path}: {e}") from None
     return path, True
@@ -91,19 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--freesolv", default=str(default_freesolv()), help="FreeSolv CSV for step 3 (skipped if absent)")
     args = parser.parse_args(argv)
 
-    from graphmvp.prep.config import PrepConfig, PrepError
-    from graphmvp.prep.pipeline import prepare
     from graphmvp.data.store import ConformerStore
+    from graphmvp.prep.config import PrepError
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     store_path = out / "demo_conformers.h5"
     print(f"[1/3] preparing {demo_smiles_path().name} -> {store_path}", flush=True)
     try:
-        result = prepare(
-            PrepConfig(input=str(demo_smiles_path()), output=str(store_path), workers=args.workers, overwrite=True),
-            command=["graphmvp-demo", *(argv if argv is not None else sys.argv[1:])],
-        )
+        result = prepare_demo_store(store_path, workers=args.workers,
+                                    command=["graphmvp-demo", *(argv if argv is not None else sys.argv[1:])])
     except PrepError as e:
         print(f"graphmvp-demo: error: {e}", file=sys.stderr)
         return 2
