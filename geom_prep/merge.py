@@ -10,7 +10,7 @@ from typing import Sequence
 import h5py
 
 from graphmvp.prep.config import PrepConfig, PrepError
-from graphmvp.prep.pipeline import PrepResult, assemble
+from graphmvp.prep.pipeline import PrepResult, assemble, store_output
 
 
 def merge_stores(inputs: Sequence[str], output: str, overwrite: bool = False, command: Sequence[str] = ()) -> PrepResult:
@@ -22,8 +22,11 @@ def merge_stores(inputs: Sequence[str], output: str, overwrite: bool = False, co
     """
     t0 = time.perf_counter()
     out = Path(output).expanduser().resolve()
-    if out.exists() and not overwrite:
-        raise PrepError(f"{out} exists; pass --overwrite to replace it")
+    with store_output(out, overwrite):
+        return _merge(inputs, out, overwrite, command, t0)
+
+
+def _merge(inputs: Sequence[str], out: Path, overwrite: bool, command: Sequence[str], t0: float) -> PrepResult:
     if not inputs:
         raise PrepError("merge needs at least one shard store")
     shards = {}

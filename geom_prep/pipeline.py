@@ -22,9 +22,10 @@ import shutil
 import sys
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import h5py
 import numpy as np
@@ -225,11 +226,11 @@ def assemble(
     return counts, report
 
 
-def prepare(config: PrepConfig, command: Sequence[str] = ()) -> PrepResult:
-    """Run one preparation (see the module docstring). Raises ``PrepError`` for bad input."""
-    t0 = time.perf_counter()
-    cfg = config.resolved()
-    store = Path(cfg.output)
+@contextmanager
+def store_output(store: Path, overwrite: bool) -> Iterator[None]:
+    """Make ``store`` writable by this process alone: its folder is created if missing, a second
+    writer of the same store is refused naming the first one's PID (``STORE.lock``), and an
+    existing store is kept unless ``overwrite``. Every problem is a :class:`PrepError`."""
     try:
         store.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -238,16 +239,25 @@ def prepare(config: PrepConfig, command: Sequence[str] = ()) -> PrepResult:
         raise PrepError(f"output folder {store.parent} is not a folder")
     try:
         with writer_lock(store):
-            if store.exists() and not cfg.overwrite:
+            if store.exists() and not overwrite:
                 raise PrepError(f"{store} exists; pass --overwrite to replace it")
-            handler = _setup_logging(side_file(store, ".log"))
-            try:
-                return _prepare(cfg, store, list(command), t0)
-            finally:
-                log.removeHandler(handler)
-                handler.close()
+            yield
     except LockedError as e:
         raise PrepError(str(e)) from None
+
+
+def prepare(config: PrepConfig, command: Sequence[str] = ()) -> PrepResult:
+    """Run one preparation (see the module docstring). Raises ``PrepError`` for bad input."""
+    t0 = time.perf_counter()
+    cfg = config.resolved()
+    store = Path(cfg.output)
+    with store_output(store, cfg.overwrite):
+        handler = _setup_logging(side_file(store, ".log"))
+        try:
+            return _prepare(cfg, store, list(command), t0)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
 
 
 def _prepare(cfg: PrepConfig, store: Path, command: list[str], t0: float) -> PrepResult:

@@ -127,6 +127,25 @@ def test_merge_refuses_bad_shard_sets(shard_input, single):
     assert not Path(out).exists()
 
 
+def test_merge_creates_the_output_folder_and_refuses_a_second_writer(shard_input, single):
+    import os
+
+    from graphmvp.io import writer_lock
+
+    d, inp = shard_input
+    shards = [str(p) for p in run_shards(d, inp, 3, "plain")]
+    out = d / "new_folder" / "sub" / "merged.h5"
+    out.parent.mkdir(parents=True)
+    with writer_lock(out) as lock:
+        with pytest.raises(PrepError, match=rf"being written by another process \(PID {os.getpid()}"):
+            merge_stores(shards, str(out))
+        assert not out.exists()
+    assert not lock.exists()
+    out.parent.rmdir()
+    merge_stores(shards, str(out))  # the missing folder is created
+    assert_same_store(single, out)
+
+
 def test_a_shard_of_only_bad_molecules_still_merges(tmp_path):
     """A shard whose molecules are all skipped is a valid part of the data set: it must produce
     a (molecule-less) shard store so that the merge equals the single run."""
