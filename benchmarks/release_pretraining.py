@@ -123,14 +123,11 @@ def train(m: Release, args) -> int:
 
 def corpus_facts(store: Path) -> dict:
     """What the data card says of the corpus, read from the store itself (its preparation config and argv)."""
-    import json
-
     from graphmvp.data.store import ConformerStore
 
     with ConformerStore(store) as s:
-        command = json.loads(s.h5.attrs["command"]) if "command" in s.h5.attrs else None
         return {"molecules": len(s), "counts": s.counts, "config": s.config, "hydrogens": s.hydrogens,
-                "command": command}
+                "command": s.command}
 
 
 def describe_corpus(facts: dict) -> str:

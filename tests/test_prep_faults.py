@@ -277,6 +277,8 @@ def test_existing_store_needs_overwrite(tmp_path, run_cli):
     p = run_cli(csv, "-o", tmp_path / "new_dir" / "sub" / "s.h5", "--n-conf", "1", "--gen-confs", "1")
     assert p.returncode == 0, p.stderr  # missing output folders are created
     assert [m.smiles for m in ConformerStore(tmp_path / "new_dir" / "sub" / "s.h5")] == [canon(GOOD1)]
+    assert ConformerStore(tmp_path / "new_dir" / "sub" / "s.h5").command == [
+        "graphmvp-prep", "run", str(csv), "-o", str(tmp_path / "new_dir" / "sub" / "s.h5"), "--n-conf", "1", "--gen-confs", "1"]
     (tmp_path / "a_file").write_text("")
     p = run_cli(csv, "-o", tmp_path / "a_file" / "s.h5")
     assert_one_line_error(p, "a_file")

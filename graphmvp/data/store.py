@@ -605,6 +605,11 @@ class ConformerStore:
     def hydrogens(self) -> str:
         return str(self.h5.attrs["hydrogens"])
 
+    @cached_property
+    def command(self) -> list[str] | None:
+        """The command line that wrote the store (``graphmvp-prep ...`` argv), None if not recorded."""
+        return json.loads(self.h5.attrs["command"]) if "command" in self.h5.attrs else None
+
     @property
     def has_positions(self) -> bool:
         return int(self.h5["conformers/energy"].shape[0]) > 0
