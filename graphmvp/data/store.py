@@ -49,6 +49,8 @@ from typing import Iterator, Sequence
 import h5py
 import numpy as np
 
+from graphmvp.molgraph import MolGraph
+
 FORMAT_VERSION = 1
 
 #: kcal/mol per Hartree (CODATA 2018, as used by GEOM's own tools)
@@ -69,7 +71,7 @@ class Molecule:
 
     Shapes: ``atomic_num`` [N], ``atom_features`` [N, 2], ``edge_index`` [2, E],
     ``edge_features`` [E, 2], ``positions`` [C, N, 3], ``energy``/``boltzmann_weight``/
-    ``conf_source_index`` [C].
+    ``conf_source_index`` [C]. :attr:`graph` is its 2D graph, a :class:`MolGraph`.
     """
 
     atomic_num: np.ndarray
@@ -95,6 +97,11 @@ class Molecule:
     @property
     def num_conformers(self) -> int:
         return int(self.positions.shape[0])
+
+    @property
+    def graph(self) -> MolGraph:
+        """The molecule's graph as a plain :class:`MolGraph` sharing these arrays (no copy)."""
+        return MolGraph(self.atomic_num, self.atom_features, self.edge_index, self.edge_features)
 
 
 @dataclass
