@@ -385,11 +385,8 @@ def read_table(path: str | os.PathLike, opts: TableOptions) -> RawTable:
 
 def _molecule(graph: MolGraph, smiles: str, source_id: str, row: int) -> Molecule:
     n = graph.num_atoms
-    return Molecule(
-        atomic_num=graph.atomic_num,
-        atom_features=graph.atom_features,
-        edge_index=graph.edge_index,
-        edge_features=graph.edge_features,
+    return Molecule.from_graph(
+        graph,
         positions=np.zeros((0, n, 3), dtype=np.float32),
         energy=np.zeros(0, dtype=np.float64),
         boltzmann_weight=np.zeros(0, dtype=np.float64),

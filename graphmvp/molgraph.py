@@ -2,7 +2,7 @@
 
 It is the one graph type of the package: the featuriser returns it
 (:func:`graphmvp.features.graph_features`), a conformer store's
-:class:`~graphmvp.data.store.Molecule` gives one (``mol.graph``), the masking,
+:class:`~graphmvp.data.store.Molecule` is one (a MolGraph plus its conformers), the masking,
 augmentation and 2D-task code cuts and masks it (:mod:`graphmvp.data.masking`,
 :mod:`graphmvp.data.augment`, :mod:`graphmvp.data.transforms_2d`, ...), and
 :func:`graphmvp.data.collate.batch_mol_graphs` batches a list of them into one DGL graph.

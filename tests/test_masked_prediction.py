@@ -231,9 +231,8 @@ def test_learnable_scorer_receives_gradient_and_masks_like_the_numpy_distributio
     dist = LearnableMasking(0.5, total_epochs=4)
     offsets = batch.layout.node_offset
     for i in range(len(MOLS)):
-        graph = MOLS[i].graph
-        n = graph.num_atoms
-        local = dist.sample(graph, ds.sample_rng(i), 3, scores=scores[offsets[i]:offsets[i] + n])
+        n = MOLS[i].num_atoms
+        local = dist.sample(MOLS[i], ds.sample_rng(i), 3, scores=scores[offsets[i]:offsets[i] + n])
         mine = chosen[(chosen >= offsets[i]) & (chosen < offsets[i] + n)] - offsets[i]
         np.testing.assert_array_equal(mine, local)
         assert local.shape == (ceil_count(n, 0.5),)
@@ -252,7 +251,7 @@ def test_pagerank_inputs_mask_the_documented_count_and_the_encoder_sees_the_mask
     # each sample's mask is PageRankMasking's draw from that sample's generator
     dist = PageRankMasking(0.5, total_epochs=10)
     for i in range(len(MOLS)):
-        local = dist.sample(MOLS[i].graph, ds.sample_rng(i), 7)
+        local = dist.sample(MOLS[i], ds.sample_rng(i), 7)
         np.testing.assert_array_equal(inputs.index.numpy()[graph_of[inputs.index.numpy()] == i] - batch.layout.node_offset[i], local)
     # the encoder pass sees type 119 / chirality 0 exactly at the masked atoms
     torch.manual_seed(0)

@@ -109,7 +109,7 @@ def molecule_batches(model, store, ids: np.ndarray, batch_size: int) -> Iterator
     time (whole molecules; no grad; the caller sets eval mode)."""
     device = next(model.parameters()).device
     for start in range(0, ids.shape[0], batch_size):
-        g = batch_mol_graphs([store[int(i)].graph for i in ids[start : start + batch_size]]).to(device)
+        g = batch_mol_graphs([store[int(i)] for i in ids[start : start + batch_size]]).to(device)
         yield graph_readout(g, model.encoder_2d(g), model.pooling)
 
 
