@@ -59,7 +59,6 @@ from graphmvp.finetune.tasks import TaskSpec, get_task_type
 from graphmvp.prep import reasons
 from graphmvp.prep.store_writer import write_store
 from graphmvp.data.collate import batch_mol_graphs
-from graphmvp.data.masking import MolGraph
 from graphmvp.data.store import ConformerStore, Molecule, SkipRecord, write_checksums
 from graphmvp.download import (
     ChecksumError,
@@ -72,6 +71,7 @@ from graphmvp.download import (
 )
 from graphmvp.features import NO_ATOMS, SmilesError, downstream_graph, parse_smiles
 from graphmvp.io import atomic_path
+from graphmvp.molgraph import MolGraph
 
 log = logging.getLogger(__name__)
 
@@ -383,13 +383,10 @@ def read_table(path: str | os.PathLike, opts: TableOptions) -> RawTable:
 # ---------------------------------------------------------------------------------- featurising
 
 
-def _molecule(graph, smiles: str, source_id: str, row: int) -> Molecule:
+def _molecule(graph: MolGraph, smiles: str, source_id: str, row: int) -> Molecule:
     n = graph.num_atoms
-    return Molecule(
-        atomic_num=graph.atomic_num,
-        atom_features=graph.atom_features,
-        edge_index=graph.edge_index,
-        edge_features=graph.edge_features,
+    return Molecule.from_graph(
+        graph,
         positions=np.zeros((0, n, 3), dtype=np.float32),
         energy=np.zeros(0, dtype=np.float64),
         boltzmann_weight=np.zeros(0, dtype=np.float64),
@@ -556,7 +553,7 @@ def read_dataset_store(path: Path, task_type: str, source: str) -> MolDataset:
         num_rows = int(g.attrs["num_rows"])
         split_values = list(g["split_values"].asstr()[:]) if "split_values" in g else None
     return MolDataset(
-        graphs=[MolGraph.from_molecule(m) for m in mols],
+        graphs=[m.graph for m in mols],
         labels=labels,
         label_names=names,
         smiles=[m.smiles for m in mols],
@@ -603,7 +600,7 @@ def load_dataset(path: str | os.PathLike, opts: TableOptions, name: Optional[str
         else:
             rows = np.array([m.candidate_index for m in molecules], dtype=np.int64)
             dataset = MolDataset(
-                graphs=[MolGraph.from_molecule(m) for m in molecules],
+                graphs=[m.graph for m in molecules],
                 labels=table.labels[rows],
                 label_names=table.label_names,
                 smiles=[m.smiles for m in molecules],

@@ -49,9 +49,9 @@ import dgl
 from graphmvp.finetune.errors import FinetuneError
 from graphmvp.finetune.tasks import DEEPDTA_FILES, TaskSpec
 from graphmvp.data.collate import batch_mol_graphs
-from graphmvp.data.masking import MolGraph
 from graphmvp.features import UNSUPPORTED, SmilesError, downstream_graph, parse_smiles
 from graphmvp.models import graph_readout
+from graphmvp.molgraph import MolGraph
 from graphmvp.registry import Registry
 from graphmvp.safe_pickle import NUMPY_ARRAY_GLOBALS, UnsafePickle, restricted_load
 
@@ -265,7 +265,7 @@ def encode_dta(data: DTAData, length: int = PROTEIN_LENGTH, hydrogens: str = "dr
     try:
         for i, smi in enumerate(data.drug_smiles):
             try:
-                f = downstream_graph(parse_smiles(smi or ""), hydrogens)
+                graph = downstream_graph(parse_smiles(smi or ""), hydrogens)
             except SmilesError as e:
                 graphs.append(None)
                 if e.reason == UNSUPPORTED:
@@ -273,7 +273,7 @@ def encode_dta(data: DTAData, length: int = PROTEIN_LENGTH, hydrogens: str = "dr
                 else:  # unparsable, or no atoms
                     skipped.append({"drug": data.drug_ids[i], "smiles": smi, "reason": "unparsable_smiles"})
                 continue
-            graphs.append(MolGraph(atom=f.atom_features, edge_index=f.edge_index, bond=f.edge_features))
+            graphs.append(graph)
     finally:
         lg.setLevel(RDLogger.WARNING)
     if all(g is None for g in graphs):

@@ -31,7 +31,6 @@ from graphmvp.finetune.ensemble import to_output
 from graphmvp.finetune.errors import FinetuneError
 from graphmvp.finetune.problems import batch_slices
 from graphmvp.data.collate import batch_mol_graphs
-from graphmvp.data.masking import MolGraph
 from graphmvp.io import write_bytes_atomic
 
 
@@ -111,13 +110,12 @@ def predict_molecules(models: Sequence[Path], smiles: list[str], batch_size: int
                                     hydrogens.pop())
     rows = np.array([m.candidate_index for m in kept], dtype=np.int64)
     out = np.full((len(loaded), len(smiles), len(names)), np.nan)
-    graphs = [MolGraph.from_molecule(m) for m in kept]
     features: dict = {}
     for k, (model, payload) in enumerate(loaded):
         extra = _extra_features(payload, models[k], [m.smiles for m in kept], features)
         with torch.no_grad():
-            parts = [model(batch_mol_graphs(graphs[s]), *(() if extra is None else (extra[s],)))
-                     for s in batch_slices(len(graphs), batch_size)]
+            parts = [model(batch_mol_graphs(kept[s]), *(() if extra is None else (extra[s],)))
+                     for s in batch_slices(len(kept), batch_size)]
         pred = torch.cat(parts).double().numpy() if parts else np.zeros((0, len(names)))
         if payload.get("target_scale") is not None:
             pred = pred * np.asarray(payload["target_scale"]) + np.asarray(payload["target_shift"])

@@ -100,11 +100,8 @@ def build_molecule(
         g = graph_features(feat_mol)
     except UnsupportedMolecule as e:
         raise Skip(UNSUPPORTED_MOLECULE, str(e)) from None
-    return Molecule(
-        atomic_num=g.atomic_num,
-        atom_features=g.atom_features,
-        edge_index=g.edge_index,
-        edge_features=g.edge_features,
+    return Molecule.from_graph(
+        g,
         positions=pos,
         energy=np.asarray(energy, dtype=np.float64),
         boltzmann_weight=np.asarray(weight, dtype=np.float64),

@@ -22,10 +22,10 @@ raise :class:`UnsupportedMolecule`, which the preprocessing turns into a counted
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from rdkit import Chem
+
+from graphmvp.molgraph import MolGraph
 
 NUM_ATOM_TYPES = 119  # atomic numbers 1..119 -> indices 0..118
 CHIRALITY_TAGS = (
@@ -53,28 +53,6 @@ _BOND_DIR_INDEX = {bd: i for i, bd in enumerate(BOND_DIRS)}
 
 class UnsupportedMolecule(ValueError):
     """The molecule has an atom or bond that the Hu et al. features cannot express."""
-
-
-@dataclass
-class GraphFeatures:
-    """Integer graph of one molecule.
-
-    Shapes: ``atomic_num`` [N] uint8, ``atom_features`` [N, 2] uint8,
-    ``edge_index`` [2, E] int64 (E = 2 x bonds), ``edge_features`` [E, 2] uint8.
-    """
-
-    atomic_num: np.ndarray
-    atom_features: np.ndarray
-    edge_index: np.ndarray
-    edge_features: np.ndarray
-
-    @property
-    def num_atoms(self) -> int:
-        return int(self.atomic_num.shape[0])
-
-    @property
-    def num_edges(self) -> int:
-        return int(self.edge_index.shape[1])
 
 
 def atom_features(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
@@ -114,11 +92,11 @@ def bond_features(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
     return index, feats
 
 
-def graph_features(mol: Chem.Mol) -> GraphFeatures:
-    """Featurise ``mol`` (with whatever hydrogens it holds as atoms)."""
+def graph_features(mol: Chem.Mol) -> MolGraph:
+    """The graph of ``mol`` (with whatever hydrogens it holds as atoms), features uint8."""
     z, af = atom_features(mol)
     ei, ef = bond_features(mol)
-    return GraphFeatures(atomic_num=z, atom_features=af, edge_index=ei, edge_features=ef)
+    return MolGraph(atomic_num=z, atom_features=af, edge_index=ei, edge_features=ef)
 
 
 class SmilesError(ValueError):
@@ -145,7 +123,7 @@ def parse_smiles(smiles: str) -> Chem.Mol:
     return mol
 
 
-def downstream_graph(mol: Chem.Mol, hydrogens: str = "drop") -> GraphFeatures:
+def downstream_graph(mol: Chem.Mol, hydrogens: str = "drop") -> MolGraph:
     """The graph of a molecule read from SMILES/SDF, as fine-tuning and ``embed`` see it.
 
     ``hydrogens="drop"`` keeps the atoms of the SMILES (upstream's downstream graphs);

@@ -418,21 +418,19 @@ def load_pretrained(name_or_path: PathLike, *, device: str | torch.device = "cpu
 
 
 def featurize_smiles(smiles: str, hydrogens: str):
-    """The 2D graph of one SMILES as a :class:`graphmvp.data.masking.MolGraph`.
+    """The 2D graph of one SMILES as a :class:`graphmvp.molgraph.MolGraph`.
 
     ``hydrogens="keep"`` adds explicit hydrogens as atoms (as in GEOM-style pretraining graphs);
     ``"drop"`` keeps the heavy atoms only. Raises ``ValueError`` with the reason for a SMILES that
     RDKit cannot parse, an empty molecule, or atoms/bonds the features cannot express.
     """
-    from graphmvp.data.masking import MolGraph
     from graphmvp.features import downstream_graph, parse_smiles
 
     if hydrogens not in HYDROGEN_MODES:
         raise ValueError(f"hydrogens={hydrogens!r}; allowed: {', '.join(HYDROGEN_MODES)}")
     if not isinstance(smiles, str):
         raise ValueError(f"not a string: {smiles!r}")
-    f = downstream_graph(parse_smiles(smiles), hydrogens)  # SmilesError is a ValueError with the reason
-    return MolGraph(atom=f.atom_features, edge_index=f.edge_index, bond=f.edge_features)
+    return downstream_graph(parse_smiles(smiles), hydrogens)  # SmilesError is a ValueError with the reason
 
 
 def _model_and_config(model, config):

@@ -22,14 +22,13 @@ from graphmvp.data.augment import (
     num_perturbed,
     subgraph,
 )
-from graphmvp.data.masking import MolGraph
 from graphmvp.data.pretrain_dataset import PretrainDataset
 from graphmvp.features import graph_features, parse_smiles
+from graphmvp.molgraph import MolGraph
 
 
 def mol_graph(smiles: str) -> MolGraph:
-    f = graph_features(parse_smiles(smiles))
-    return MolGraph(atom=f.atom_features, edge_index=f.edge_index, bond=f.edge_features)
+    return graph_features(parse_smiles(smiles))
 
 
 def undirected(graph: MolGraph) -> dict[tuple[int, int], tuple[int, int]]:
@@ -38,7 +37,7 @@ def undirected(graph: MolGraph) -> dict[tuple[int, int], tuple[int, int]]:
     for e in range(graph.num_edges):
         i, j = int(graph.edge_index[0, e]), int(graph.edge_index[1, e])
         key = (min(i, j), max(i, j))
-        out.setdefault(key, []).append((i, j, tuple(int(x) for x in graph.bond[e])))
+        out.setdefault(key, []).append((i, j, tuple(int(x) for x in graph.edge_features[e])))
     result = {}
     for key, entries in out.items():
         assert sorted((i, j) for i, j, _ in entries) == sorted([key, key[::-1]]), f"bond {key} not in both directions"
@@ -100,7 +99,7 @@ def test_node_drop_equals_the_hand_derived_graph(dropped):
     seed = seed_where(lambda r: int(r.choice(5, size=1, replace=False)[0]) == dropped)
     out = node_drop(g, 0.2, np.random.default_rng(seed))
     types, bonds = NODE_DROP_EXPECTED[dropped]
-    assert out.atom[:, 0].tolist() == types
+    assert out.atom_features[:, 0].tolist() == types
     assert set(undirected(out)) == bonds
     assert out.num_edges == 2 * len(bonds)
     assert g.num_atoms == 5 and g.num_edges == 8  # the input is untouched
@@ -119,11 +118,11 @@ def test_subgraph_from_a_chain_end_is_the_chain_start():
     # start atom = rng.integers(6); from atom 0 the frontier always holds one atom
     seed = seed_where(lambda r: int(r.integers(6)) == 0)
     out = subgraph(g, 0.5, np.random.default_rng(seed))
-    assert out.atom[:, 0].tolist() == [5, 5, 5]
+    assert out.atom_features[:, 0].tolist() == [5, 5, 5]
     assert set(undirected(out)) == {(0, 1), (1, 2)}
     seed = seed_where(lambda r: int(r.integers(6)) == 5)  # from the O end: atoms 3, 4, 5
     out = subgraph(g, 0.5, np.random.default_rng(seed))
-    assert out.atom[:, 0].tolist() == [5, 5, 7]
+    assert out.atom_features[:, 0].tolist() == [5, 5, 7]
     assert set(undirected(out)) == {(0, 1), (1, 2)}
 
 
@@ -159,10 +158,10 @@ def test_subgraph_stops_at_the_start_fragment():
     g = mol_graph("CCC.O")  # fragments {0, 1, 2} and {3}; target 4 - int(0.5 * 4) = 2
     seed = seed_where(lambda r: int(r.integers(4)) == 3)
     out = subgraph(g, 0.5, np.random.default_rng(seed))
-    assert out.atom[:, 0].tolist() == [7] and out.num_edges == 0
+    assert out.atom_features[:, 0].tolist() == [7] and out.num_edges == 0
     seed = seed_where(lambda r: int(r.integers(4)) == 1)
     out = subgraph(g, 0.5, np.random.default_rng(seed))
-    assert out.num_atoms == 2 and out.atom[:, 0].tolist() == [5, 5] and _connected(out)
+    assert out.num_atoms == 2 and out.atom_features[:, 0].tolist() == [5, 5] and _connected(out)
 
 
 def test_bond_and_non_bond_pairs_by_hand():
@@ -186,7 +185,7 @@ def test_edge_perturb_equals_the_hand_derived_graph():
         expected[added] = ADDED_BOND_FEATURES
         assert undirected(out) == expected  # both directions, features kept
         assert out.num_edges == g.num_edges
-        assert np.array_equal(out.atom, g.atom)
+        assert np.array_equal(out.atom_features, g.atom_features)
 
 
 def test_edge_perturb_keeps_count_on_a_largermolecule():
@@ -204,11 +203,12 @@ def test_attr_mask_uses_token_119_and_the_documented_draw():
     for seed in range(6):
         masked = np.random.default_rng(seed).choice(6, size=3, replace=False)
         out = attr_mask(g, 0.5, np.random.default_rng(seed))
-        expected = g.atom.copy()
+        expected = g.atom_features.copy()
         expected[masked] = (119, 0)
-        assert out.atom.tolist() == expected.tolist()
-        assert out.edge_index is g.edge_index and out.bond is g.bond
-    assert g.atom[1, 1] != 0 and 119 not in g.atom[:, 0]  # input untouched
+        assert out.atom_features.tolist() == expected.tolist()
+        assert out.edge_index is g.edge_index and out.edge_features is g.edge_features
+        assert out.atomic_num is g.atomic_num  # masked atoms keep their true atomic number
+    assert g.atom_features[1, 1] != 0 and 119 not in g.atom_features[:, 0]  # input untouched
 
 
 def test_pair_transform_draws_pairs_from_p_and_applies_them_in_order():
@@ -225,8 +225,8 @@ def test_pair_transform_draws_pairs_from_p_and_applies_them_in_order():
         r.choice(9, p=p)  # the pair draw comes first
         first = node_drop(g, 0.2, r)
         second = attr_mask(g, 0.2, r)
-        assert np.array_equal(out.first.atom, first.atom) and np.array_equal(out.first.edge_index, first.edge_index)
-        assert np.array_equal(out.second.atom, second.atom)
+        assert np.array_equal(out.first.atom_features, first.atom_features) and np.array_equal(out.first.edge_index, first.edge_index)
+        assert np.array_equal(out.second.atom_features, second.atom_features)
     counts = np.bincount([views(g, np.random.default_rng(s)).pair for s in range(50)], minlength=9)
     assert counts.tolist() == [0, 0, 0, 0, 0, 50, 0, 0, 0]
     views.set_probabilities(None)
@@ -251,7 +251,7 @@ def test_views_through_the_dataset_are_reproducible_and_batch():
     a, b = make(), make()
     for i in range(3):
         va, vb = a[i].extras["graphcl"], b[i].extras["graphcl"]
-        assert va.pair == vb.pair and np.array_equal(va.first.atom, vb.first.atom)
+        assert va.pair == vb.pair and np.array_equal(va.first.atom_features, vb.first.atom_features)
         assert np.array_equal(va.second.edge_index, vb.second.edge_index)
     batch = collate([a[i] for i in range(3)])
     views = batch.extras["graphcl"]

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from graphmvp.data.collate import collate
-from graphmvp.data.masking import MolGraph
 from graphmvp.data.pretrain_dataset import PretrainDataset
 from graphmvp.data.store import Molecule
 from graphmvp.features import graph_features, parse_smiles
+from graphmvp.molgraph import MolGraph
 from graphmvp.objectives import OBJECTIVES
 from graphmvp.objectives.edgepred import EdgePrediction
 from graphmvp.objectives.graphcl import GraphCL, JOAO, joao_update, nt_xent, project_to_simplex
@@ -68,7 +68,7 @@ def store(tmp_path_factory) -> Path:
 
 
 def graph_of(smiles: str) -> MolGraph:
-    return MolGraph.from_molecule(molecule(smiles))
+    return graph_features(parse_smiles(smiles))
 
 
 # -- EdgePred --------------------------------------------------------------------------------------

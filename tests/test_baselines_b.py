@@ -17,10 +17,10 @@ from graphmvp.chem.contextual import contextual_labels
 from graphmvp.chem.functional_groups import functional_group_flags
 from graphmvp.data.annotations import AtomLabels, build_labels
 from graphmvp.data.collate import collate
-from graphmvp.data.masking import MolGraph
 from graphmvp.data.pretrain_dataset import PretrainDataset, SampleInfo
 from graphmvp.data.store import ConformerStore, Molecule
 from graphmvp.features import graph_features, parse_smiles
+from graphmvp.molgraph import MolGraph
 from graphmvp.objectives.graphlog import (
     GraphLoG,
     ema_prototype_update,
@@ -60,8 +60,7 @@ def _molecule(i: int, smiles: str, rng, hydrogens: bool) -> Molecule:
 
 
 def _graph(smiles: str) -> MolGraph:
-    f = graph_features(parse_smiles(smiles))
-    return MolGraph(np.asarray(f.atom_features), np.asarray(f.edge_index, np.int64).reshape(2, -1), np.asarray(f.edge_features))
+    return graph_features(parse_smiles(smiles))
 
 
 @pytest.fixture(scope="module")
@@ -129,17 +128,18 @@ def test_next_atom_steps_by_hand():
     assert steps.target.tolist() == [2, 4]
     first, second = steps.graphs
     # k=2: atoms (3, 1, 4) = N, C, masked; bonds N-C (single) and N-c4 (single) -> local (0,1), (0,2)
-    assert first.atom.tolist() == [[6, 0], [5, 0], [119, 0]]
+    assert first.atom_features.tolist() == [[6, 0], [5, 0], [119, 0]]
     assert sorted(map(tuple, first.edge_index.T.tolist())) == [(0, 1), (0, 2), (1, 0), (2, 0)]
     # k=4: atoms (3, 1, 4, 0, 2), the last (O) masked; bonds N-C1, N-c4, C1-C0, C1=O2
-    assert second.atom[:, 0].tolist() == [6, 5, 5, 5, 119]
-    edges = {tuple(e): tuple(b) for e, b in zip(second.edge_index.T.tolist(), second.bond.tolist())}
+    assert second.atom_features[:, 0].tolist() == [6, 5, 5, 5, 119]
+    assert second.atomic_num.tolist() == [7, 6, 6, 6, 8]  # the masked atom keeps its true Z
+    edges = {tuple(e): tuple(b) for e, b in zip(second.edge_index.T.tolist(), second.edge_features.tolist())}
     assert set(edges) == {(0, 1), (1, 0), (0, 2), (2, 0), (1, 3), (3, 1), (1, 4), (4, 1)}
     assert edges[(1, 4)][0] == 1  # the masked atom keeps its double bond to the prefix
     # graph context: the prefix alone (order[:k]), no masked atom
     plain = NextAtomSteps(prefixes=2, context="graph")(g, _FixedDraws([(11, 3)], (10, 2, [3, 1])))
     assert plain.target is None and plain.label.tolist() == [5, 7]
-    assert [p.atom[:, 0].tolist() for p in plain.graphs] == [[6, 5], [6, 5, 5, 5]]
+    assert [p.atom_features[:, 0].tolist() for p in plain.graphs] == [[6, 5], [6, 5, 5, 5]]
 
 
 def test_generation_steps_collate_and_loss():
@@ -154,7 +154,7 @@ def test_generation_steps_collate_and_loss():
     # every target is its graph's last node and carries the mask token; labels are the true types
     assert batch.target.tolist() == (np.cumsum(sizes) - 1).tolist()
     assert batch.graph.ndata["atom"][batch.target, 0].tolist() == [119] * 5
-    want = [int(graphs[b].atom[p.order[k], 0]) for b, p in enumerate(payloads[:2]) for k in p.lengths]
+    want = [int(graphs[b].atom_features[p.order[k], 0]) for b, p in enumerate(payloads[:2]) for k in p.lengths]
     assert batch.label.tolist() == want
 
 
@@ -340,7 +340,7 @@ def test_sidecar_labels_follow_the_subgraph_mask(store):
     at = 0
     for b, s in enumerate(samples):
         payload = s.extras["g-contextual"]
-        heavy = np.flatnonzero(s.graph.atom[:, 0] != 0)
+        heavy = np.flatnonzero(s.graph.atom_features[:, 0] != 0)
         assert payload.index.shape[0] == math.ceil(0.5 * heavy.size)
         assert np.isin(payload.index, heavy).all()  # hydrogen rows are never chosen
         source = s.kept_atoms[payload.index]  # atom ids in the stored molecule = RDKit heavy-atom ids
@@ -382,7 +382,7 @@ def test_contextual_masked_inputs():
     assert out.index.shape[0] == 4  # ceil(0.3 * 11)
     assert out.atom[out.index].tolist() == [[119, 0]] * 4
     rest = np.setdiff1d(np.arange(11), out.index)
-    assert np.array_equal(out.atom[rest], g.atom[rest]) and out.label.tolist() == out.index.tolist()
+    assert np.array_equal(out.atom[rest], g.atom_features[rest]) and out.label.tolist() == out.index.tolist()
 
 
 def test_grover_heads_by_hand():

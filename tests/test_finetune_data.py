@@ -60,7 +60,7 @@ def test_csv_labels_missing_cells_and_skipped_rows(tmp_path):
     ref = graph_features(ala)
     g = ds.graphs[3]
     assert g.num_atoms == 6
-    np.testing.assert_array_equal(g.atom, ref.atom_features)
+    np.testing.assert_array_equal(g.atom_features, ref.atom_features)
     np.testing.assert_array_equal(g.edge_index, ref.edge_index)
     assert ds.smiles[3] == Chem.MolToSmiles(ala)
     summary = ds.summary()
@@ -79,7 +79,7 @@ def test_hydrogens_keep_adds_explicit_hydrogens(tmp_path):
     assert [g.num_atoms for g in drop.graphs] == [3, 7, 4, 6]
     assert [g.num_atoms for g in keep.graphs] == [9, 13, 8, 13]  # CCO: C2H6O; phenol C6H6O; AcOH; Ala C3H7NO2
     assert keep.smiles == drop.smiles
-    assert keep.graphs[0].atom[:, 0].tolist() == [5, 5, 7, 0, 0, 0, 0, 0, 0]  # Z - 1: C C O H x6
+    assert keep.graphs[0].atom_features[:, 0].tolist() == [5, 5, 7, 0, 0, 0, 0, 0, 0]  # Z - 1: C C O H x6
 
 
 def test_gzipped_csv_reads_like_the_plain_file(tmp_path):

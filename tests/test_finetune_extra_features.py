@@ -87,11 +87,10 @@ def test_head_input_width_grows_by_the_feature_width():
         assert first(plain).in_features == 8 and first(model).in_features == 13
         assert "extra_mean" not in plain.state_dict() and "extra_mean" in model.state_dict()
     from graphmvp.data.collate import batch_mol_graphs
-    from graphmvp.data.masking import MolGraph
     from graphmvp.finetune.data import RawTable, featurise_table
 
     kept, _ = featurise_table(RawTable(["CCO", "CCN"], np.zeros((2, 0), np.float32), [], None, "t"))
-    g = batch_mol_graphs([MolGraph.from_molecule(m) for m in kept])
+    g = batch_mol_graphs(kept)
     model = FinetuneModel(build_encoder("gin", num_layers=1, emb_dim=8), 1, extra_dim=2).eval()
     model.set_extra_statistics([1.0, 2.0], [2.0, 4.0])
     x = torch.tensor([[3.0, 6.0], [1.0, 2.0]])

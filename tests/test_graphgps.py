@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from graphmvp.data.collate import batch_mol_graphs
-from graphmvp.data.masking import MolGraph
 from graphmvp.models import (
     GIN,
     GINEConv,
@@ -27,6 +26,7 @@ from graphmvp.models import (
     node_rwse,
     rwse,
 )
+from graphmvp.molgraph import MolGraph
 from graphmvp.pretrained import featurize_smiles
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -67,7 +67,7 @@ def molgraph(n: int, bonds: list[tuple[int, int]]) -> MolGraph:
     edge_index = undirected(n, bonds)
     atom = np.stack([np.full(n, 5), np.zeros(n)], axis=1).astype(np.int64)  # carbons
     bond = np.zeros((edge_index.shape[1], 2), dtype=np.int64)
-    return MolGraph(atom, edge_index, bond)
+    return MolGraph(np.full(n, 6, np.uint8), atom, edge_index, bond)
 
 
 # ------------------------------------------------------------------------------------- RWSE
@@ -214,7 +214,8 @@ def test_padded_layout():
 
 
 def test_a_molecule_without_atoms_does_not_poison_the_batch():
-    empty = MolGraph(np.zeros((0, 2), np.int64), np.zeros((2, 0), np.int64), np.zeros((0, 2), np.int64))
+    empty = MolGraph(np.zeros(0, np.uint8), np.zeros((0, 2), np.int64), np.zeros((2, 0), np.int64),
+                     np.zeros((0, 2), np.int64))
     g = batch_mol_graphs([featurize_smiles("CCO", "drop"), empty, featurize_smiles("C", "drop")])
     assert PaddedLayout.of(g).key_padding_mask[1].tolist() == [False, True, True]  # one key kept: no NaN row
     model = small_gps()
@@ -233,7 +234,7 @@ def test_a_molecule_without_atoms_does_not_poison_the_batch():
 def permuted(m: MolGraph, perm: np.ndarray, edge_perm: np.ndarray) -> MolGraph:
     """Atom ``perm[new] = old``; edges listed in the order ``edge_perm``."""
     inverse = np.argsort(perm)
-    return MolGraph(m.atom[perm], inverse[m.edge_index][:, edge_perm], m.bond[edge_perm])
+    return MolGraph(m.atomic_num[perm], m.atom_features[perm], inverse[m.edge_index][:, edge_perm], m.edge_features[edge_perm])
 
 
 def test_permutation_equivariance_within_molecules():

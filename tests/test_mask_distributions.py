@@ -22,8 +22,8 @@ from graphmvp.data.mask_distributions import (
     pagerank,
     structure_guided_mask,
 )
-from graphmvp.data.masking import MolGraph
 from graphmvp.data.transforms_2d import AttrMask
+from graphmvp.molgraph import MolGraph
 
 
 def graph_from_bonds(n: int, bonds: list[tuple[int, int]]) -> MolGraph:
@@ -32,8 +32,9 @@ def graph_from_bonds(n: int, bonds: list[tuple[int, int]]) -> MolGraph:
     dst = [v for u, v in bonds] + [u for u, v in bonds]
     atom = np.zeros((n, 2), np.int64)
     atom[:, 0] = 5  # carbon
-    return MolGraph(atom=atom, edge_index=np.array([src, dst], np.int64).reshape(2, -1),
-                    bond=np.zeros((2 * len(bonds), 2), np.int64))
+    return MolGraph(atomic_num=np.full(n, 6, np.uint8), atom_features=atom,
+                    edge_index=np.array([src, dst], np.int64).reshape(2, -1),
+                    edge_features=np.zeros((2 * len(bonds), 2), np.int64))
 
 
 def star(leaves: int) -> MolGraph:
@@ -209,7 +210,7 @@ def test_mask_atoms_and_registry():
     g = path(4)
     atom = mask_atoms(g, np.array([1, 3]))
     assert atom[:, 0].tolist() == [5, 119, 5, 119] and atom[1:, 1].tolist() == [0, 0, 0]
-    assert g.atom[1, 0] == 5  # a copy
+    assert g.atom_features[1, 0] == 5  # a copy
     assert MASK_DISTRIBUTIONS.names() == ["learnable", "pagerank", "uniform"]
     assert build_mask_distribution("uniform", 0.3, alpha=0.9, total_epochs=5).rate == 0.3  # extra options ignored
     assert build_mask_distribution("pagerank", 0.5, alpha=None).alpha == 0.25

@@ -15,7 +15,6 @@ from graphmvp.data.collate import collate  # first: graphmvp sets DGLBACKEND bef
 import dgl
 from graphmvp.data.mask_distributions import LearnableMasking, PageRankMasking, UniformMasking, ceil_count
 from graphmvp.data.mask_targets import AtomTypeTarget, build_mask_target
-from graphmvp.data.masking import MolGraph
 from graphmvp.data.pretrain_dataset import PretrainDataset
 from graphmvp.data.store import ConformerStore
 from graphmvp.objectives import OBJECTIVES
@@ -232,9 +231,8 @@ def test_learnable_scorer_receives_gradient_and_masks_like_the_numpy_distributio
     dist = LearnableMasking(0.5, total_epochs=4)
     offsets = batch.layout.node_offset
     for i in range(len(MOLS)):
-        graph = MolGraph.from_molecule(MOLS[i])
-        n = graph.num_atoms
-        local = dist.sample(graph, ds.sample_rng(i), 3, scores=scores[offsets[i]:offsets[i] + n])
+        n = MOLS[i].num_atoms
+        local = dist.sample(MOLS[i], ds.sample_rng(i), 3, scores=scores[offsets[i]:offsets[i] + n])
         mine = chosen[(chosen >= offsets[i]) & (chosen < offsets[i] + n)] - offsets[i]
         np.testing.assert_array_equal(mine, local)
         assert local.shape == (ceil_count(n, 0.5),)
@@ -253,7 +251,7 @@ def test_pagerank_inputs_mask_the_documented_count_and_the_encoder_sees_the_mask
     # each sample's mask is PageRankMasking's draw from that sample's generator
     dist = PageRankMasking(0.5, total_epochs=10)
     for i in range(len(MOLS)):
-        local = dist.sample(MolGraph.from_molecule(MOLS[i]), ds.sample_rng(i), 7)
+        local = dist.sample(MOLS[i], ds.sample_rng(i), 7)
         np.testing.assert_array_equal(inputs.index.numpy()[graph_of[inputs.index.numpy()] == i] - batch.layout.node_offset[i], local)
     # the encoder pass sees type 119 / chirality 0 exactly at the masked atoms
     torch.manual_seed(0)

@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
-from graphmvp.data.masking import MolGraph, induced_edges, induced_subgraph, num_kept_atoms, subgraph_keep
+from graphmvp.data.masking import induced_edges, induced_subgraph, num_kept_atoms, subgraph_keep
 from graphmvp.data.transforms_2d import AttrMask, ContextPred, bfs_distances, num_attrmask_atoms
 from graphmvp.features import graph_features
+from graphmvp.molgraph import MolGraph
 
 
 def mol_graph(smiles: str, hydrogens: bool = True) -> MolGraph:
     mol = Chem.MolFromSmiles(smiles)
     if hydrogens:
         mol = Chem.AddHs(mol)
-    f = graph_features(mol)
-    return MolGraph(atom=f.atom_features, edge_index=f.edge_index, bond=f.edge_features)
+    return graph_features(mol)
 
 
 def undirected(pairs) -> np.ndarray:
@@ -150,14 +150,16 @@ def test_subgraph_keep_fragments_count_sodium_chloride():
 def test_induced_subgraph_by_hand():
     # path 0-1-2-3 with bond types 0, 1, 2 for bonds 0-1, 1-2, 2-3
     g = MolGraph(
-        atom=np.array([[5, 0], [6, 1], [7, 2], [8, 0]], dtype=np.uint8),
+        atomic_num=np.array([6, 7, 8, 9], dtype=np.uint8),
+        atom_features=np.array([[5, 0], [6, 1], [7, 2], [8, 0]], dtype=np.uint8),
         edge_index=undirected([(0, 1), (1, 2), (2, 3)]),
-        bond=np.array([[0, 0], [0, 0], [1, 0], [1, 0], [2, 1], [2, 1]], dtype=np.uint8),
+        edge_features=np.array([[0, 0], [0, 0], [1, 0], [1, 0], [2, 1], [2, 1]], dtype=np.uint8),
     )
     sub = induced_subgraph(g, np.array([1, 2, 3]))
-    np.testing.assert_array_equal(sub.atom, [[6, 1], [7, 2], [8, 0]])
+    np.testing.assert_array_equal(sub.atomic_num, [7, 8, 9])
+    np.testing.assert_array_equal(sub.atom_features, [[6, 1], [7, 2], [8, 0]])
     np.testing.assert_array_equal(sub.edge_index, [[0, 1, 1, 2], [1, 0, 2, 1]])
-    np.testing.assert_array_equal(sub.bond, [[1, 0], [1, 0], [2, 1], [2, 1]])
+    np.testing.assert_array_equal(sub.edge_features, [[1, 0], [1, 0], [2, 1], [2, 1]])
     edges, ids = induced_edges(4, g.edge_index, np.array([0, 3]))
     assert edges.shape == (2, 0) and ids.shape == (0,)
 
@@ -167,7 +169,7 @@ def test_induced_subgraph_by_hand():
 # ------------------------------------------------------------------------------------------------
 def test_attrmask_count_labels_and_features():
     g = mol_graph("CC(=O)Nc1ccc(O)cc1")  # 20 atoms: int(0.15 * 20 + 1) = 4
-    original = g.atom.copy()
+    original = g.atom_features.copy()
     res = AttrMask(0.15)(g, np.random.default_rng(5))
     assert num_attrmask_atoms(20, 0.15) == 4
     assert len(res.index) == 4 and len(set(res.index.tolist())) == 4
@@ -175,7 +177,7 @@ def test_attrmask_count_labels_and_features():
     np.testing.assert_array_equal(res.atom[res.index], np.tile([119, 0], (4, 1)))
     untouched = np.setdiff1d(np.arange(20), res.index)
     np.testing.assert_array_equal(res.atom[untouched], original[untouched])
-    np.testing.assert_array_equal(g.atom, original)  # input not modified
+    np.testing.assert_array_equal(g.atom_features, original)  # input not modified
     assert res.bond is None and res.edge_index is None
     assert len(AttrMask(0.5)(g, np.random.default_rng(0)).index) == 11  # int(10 + 1)
 
@@ -186,10 +188,10 @@ def test_attrmask_edges_mask_bonds_touching_masked_atoms():
     masked = set(res.index.tolist())
     expected = [e for e, (s, d) in enumerate(g.edge_index.T.tolist()) if s in masked or d in masked]
     np.testing.assert_array_equal(res.edge_index, expected)
-    np.testing.assert_array_equal(res.edge_label, g.bond[expected, 0])
+    np.testing.assert_array_equal(res.edge_label, g.edge_features[expected, 0])
     np.testing.assert_array_equal(res.bond[expected], np.tile([5, 0], (len(expected), 1)))
     rest = np.setdiff1d(np.arange(g.num_edges), expected)
-    np.testing.assert_array_equal(res.bond[rest], g.bond[rest])
+    np.testing.assert_array_equal(res.bond[rest], g.edge_features[rest])
 
 
 def test_attrmask_bad_rate():
@@ -231,7 +233,7 @@ def test_contextpred_chain_middle_centre():
     np.testing.assert_array_equal(pair.context_atoms, [0, 1, 11])  # d = 6, 5, 5
     np.testing.assert_array_equal(pair.overlap, [1, 2])  # atoms 1 and 11 (d = 5)
     np.testing.assert_array_equal(pair.context.edge_index, [[0, 1], [1, 0]])  # only bond 0-1
-    np.testing.assert_array_equal(pair.substruct.atom, g.atom[1:12])
+    np.testing.assert_array_equal(pair.substruct.atom_features, g.atom_features[1:12])
 
 
 def test_contextpred_chain_centre_3():

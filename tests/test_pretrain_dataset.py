@@ -116,7 +116,8 @@ def test_mask_keeps_same_atoms_in_both_views(molecules):
         mol = molecules[s.mol_index]
         n = mol.num_atoms
         assert s.num_atoms == len(s.kept_atoms) == int(n * 0.85) + 1
-        np.testing.assert_array_equal(s.graph.atom, mol.atom_features[s.kept_atoms])
+        np.testing.assert_array_equal(s.graph.atom_features, mol.atom_features[s.kept_atoms])
+        np.testing.assert_array_equal(s.graph.atomic_num, mol.atomic_num[s.kept_atoms])
         np.testing.assert_array_equal(s.atomic_num, mol.atomic_num[s.kept_atoms])
         np.testing.assert_array_equal(s.pos, mol.positions[s.conf_index][s.kept_atoms])
         assert s.pos.dtype == np.float32 and s.atomic_num.dtype == np.int64
@@ -193,8 +194,8 @@ def test_collate_batches_views_with_offsets(molecules):
 
     atom = g2.ndata["atom"]
     assert atom.dtype == torch.int64 and g2.edata["bond"].dtype == torch.int64
-    np.testing.assert_array_equal(atom, np.concatenate([s.graph.atom for s in samples]))
-    np.testing.assert_array_equal(g2.edata["bond"], np.concatenate([s.graph.bond for s in samples]))
+    np.testing.assert_array_equal(atom, np.concatenate([s.graph.atom_features for s in samples]))
+    np.testing.assert_array_equal(g2.edata["bond"], np.concatenate([s.graph.edge_features for s in samples]))
     src, dst = g2.edges()
     np.testing.assert_array_equal(
         np.stack([src, dst]), np.concatenate([s.graph.edge_index + o for s, o in zip(samples, offset)], axis=1)
@@ -277,7 +278,7 @@ def test_contextpred_in_batch(molecules):
         c = int(batch.cp_center[k])
         assert sub_off[k] <= c < sub_off[k] + sub_n[k]
         centre_atom = pair.substruct_atoms[c - sub_off[k]]
-        np.testing.assert_array_equal(batch.cp_substruct.ndata["atom"][c], graph.atom[centre_atom])
+        np.testing.assert_array_equal(batch.cp_substruct.ndata["atom"][c], graph.atom_features[centre_atom])
         # overlap: node ids of the k-th context graph whose atoms are substructure atoms
         ov = ov_idx[ov_seg == k] - ctx_off[k]
         assert np.all((ov >= 0) & (ov < ctx_n[k]))

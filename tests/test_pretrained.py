@@ -16,7 +16,6 @@ import graphmvp
 from graphmvp.checkpoints import load_manifest
 from graphmvp.data.collate import batch_mol_graphs
 from graphmvp.features import graph_features
-from graphmvp.data.masking import MolGraph
 from graphmvp.models import GIN, graph_readout
 from graphmvp.pretrained import (
     CheckpointError,
@@ -70,8 +69,7 @@ def manual_embedding(model, smiles, hydrogens, pooling="mean"):
     mol = Chem.MolFromSmiles(smiles)
     if hydrogens == "keep":
         mol = Chem.AddHs(mol)
-    f = graph_features(mol)
-    g = batch_mol_graphs([MolGraph(f.atom_features, f.edge_index, f.edge_features)])
+    g = batch_mol_graphs([graph_features(mol)])
     with torch.no_grad():
         return graph_readout(g, model(g), pooling)[0]
 

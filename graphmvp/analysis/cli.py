@@ -48,7 +48,6 @@ def load_molecules(args) -> tuple[list, dict]:
     from graphmvp.finetune.tasks import get_task
     from graphmvp.analysis.masked_targets import LabelledMolecule
     from graphmvp.analysis.mutual_information import binarize
-    from graphmvp.data.masking import MolGraph
     from graphmvp.features import SmilesError, downstream_graph, parse_smiles
 
     spec = get_task(args.task) if args.task else None
@@ -69,12 +68,12 @@ def load_molecules(args) -> tuple[list, dict]:
             continue
         try:
             mol = parse_smiles(smi)
-            g = downstream_graph(mol, "drop")
+            graph = downstream_graph(mol, "drop")
         except (SmilesError, ValueError):
             skipped["invalid_smiles"] += 1
             continue
-        graph = MolGraph(atom=g.atom_features.astype(np.int64), edge_index=g.edge_index.astype(np.int64),
-                         bond=g.edge_features.astype(np.int64))
+        graph.atom_features = graph.atom_features.astype(np.int64)
+        graph.edge_features = graph.edge_features.astype(np.int64)
         kept.append((Chem.MolToSmiles(mol), graph, mol, float(value)))
     if len(kept) < 4:
         raise AnalysisError(f"--data {path}: only {len(kept)} usable molecules")

@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from graphmvp.analysis.mutual_information import PairSet
-from graphmvp.data.masking import MolGraph
+from graphmvp.molgraph import MolGraph
 from graphmvp.registry import Registry
 
 
@@ -43,7 +43,7 @@ ANALYSIS_TARGETS: Registry = Registry("analysis target")
 
 @ANALYSIS_TARGETS.register("atom")
 def atom_targets(molecules: Sequence[LabelledMolecule], vocab=None) -> tuple[list[np.ndarray], int]:
-    return [m.graph.atom[:, 0].astype(np.int64) for m in molecules], 119
+    return [m.graph.atom_features[:, 0].astype(np.int64) for m in molecules], 119
 
 
 @ANALYSIS_TARGETS.register("motif")

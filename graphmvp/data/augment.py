@@ -48,8 +48,8 @@ import torch
 import dgl  # graphmvp (the parent package, imported first) has set DGLBACKEND
 
 from graphmvp.data.collate import BatchLayout, batch_mol_graphs
-from graphmvp.data.masking import MolGraph, induced_subgraph, neighbor_lists
-from graphmvp.data.transforms_2d import MASK_ATOM_TYPE
+from graphmvp.data.masking import induced_subgraph, neighbor_lists
+from graphmvp.molgraph import MASK_ATOM_TYPE, MolGraph
 from graphmvp.registry import Registry
 
 #: augmentation name -> ``f(graph: MolGraph, ratio: float, rng: np.random.Generator) -> MolGraph``
@@ -177,11 +177,12 @@ def edge_perturb(graph: MolGraph, ratio: float, rng: np.random.Generator) -> Mol
     new_index = np.empty((2, 2 * n_add), dtype=np.int64)
     new_index[0, 0::2], new_index[1, 0::2] = added[0], added[1]
     new_index[0, 1::2], new_index[1, 1::2] = added[1], added[0]
-    new_bond = np.tile(np.asarray(ADDED_BOND_FEATURES, dtype=graph.bond.dtype), (2 * n_add, 1))
+    new_bond = np.tile(np.asarray(ADDED_BOND_FEATURES, dtype=graph.edge_features.dtype), (2 * n_add, 1))
     return MolGraph(
-        atom=graph.atom,
+        atomic_num=graph.atomic_num,
+        atom_features=graph.atom_features,
         edge_index=np.concatenate([np.asarray(graph.edge_index, dtype=np.int64)[:, kept_edges], new_index], axis=1),
-        bond=np.concatenate([graph.bond[kept_edges], new_bond]),
+        edge_features=np.concatenate([graph.edge_features[kept_edges], new_bond]),
     )
 
 
@@ -195,10 +196,10 @@ def attr_mask(graph: MolGraph, ratio: float, rng: np.random.Generator) -> MolGra
     if k == 0:
         return graph
     masked = rng.choice(n, size=k, replace=False)
-    atom = graph.atom.copy()
+    atom = graph.atom_features.copy()
     atom[masked, 0] = MASK_ATOM_TYPE
     atom[masked, 1] = 0
-    return MolGraph(atom=atom, edge_index=graph.edge_index, bond=graph.bond)
+    return graph.with_atom_features(atom)
 
 
 # -- two views per sample ---------------------------------------------------------------------------

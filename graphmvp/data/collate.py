@@ -25,8 +25,8 @@ import torch
 import graphmvp  # noqa: F401  (sets DGLBACKEND before dgl is imported)
 import dgl
 
-from graphmvp.data.masking import MolGraph
 from graphmvp.data.pretrain_dataset import PretrainSample
+from graphmvp.molgraph import MolGraph
 
 
 @dataclass
@@ -179,8 +179,8 @@ def batch_mol_graphs(graphs: Sequence[MolGraph]) -> dgl.DGLGraph:
     return batch_graphs(
         np.array([g.num_atoms for g in graphs], dtype=np.int64),
         [g.edge_index for g in graphs],
-        {"atom": _long([g.atom for g in graphs], 2)},
-        {"bond": _long([g.bond for g in graphs], 2)},
+        {"atom": _long([g.atom_features for g in graphs], 2)},
+        {"bond": _long([g.edge_features for g in graphs], 2)},
     )
 
 

@@ -60,11 +60,8 @@ from typing import Optional
 
 import numpy as np
 
-from graphmvp.data.masking import MolGraph
+from graphmvp.molgraph import MASK_ATOM_TYPE, MolGraph
 from graphmvp.registry import Registry
-
-#: mask token row of the atom-type table
-MASK_ATOM_TYPE = 119
 
 PAGERANK_DAMPING = 0.85
 PAGERANK_TOLERANCE = 1e-6
@@ -364,8 +361,9 @@ def build_mask_distribution(name: str, rate: float, **options) -> MaskDistributi
 
 
 def mask_atoms(graph: MolGraph, index: np.ndarray) -> np.ndarray:
-    """A copy of ``graph.atom`` with the atoms ``index`` set to (119 = mask token, chirality 0)."""
-    atom = graph.atom.copy()
+    """A copy of ``graph.atom_features`` with the atoms ``index`` set to (119 = mask token,
+    chirality 0)."""
+    atom = graph.atom_features.copy()
     atom[index, 0] = MASK_ATOM_TYPE
     atom[index, 1] = 0
     return atom

@@ -33,7 +33,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from graphmvp.data.masking import MolGraph
+from graphmvp.molgraph import MolGraph
 from graphmvp.registry import Registry
 
 #: atom type classes (atomic number - 1 in 0..118; 119 is the mask token, never a target)
@@ -71,7 +71,7 @@ class AtomTypeTarget(MaskTarget):
         return NUM_ATOM_TYPES
 
     def labels(self, graph: MolGraph, info: Any = None) -> np.ndarray:
-        labels = np.asarray(graph.atom[:, 0], dtype=np.int64)
+        labels = np.asarray(graph.atom_features[:, 0], dtype=np.int64)
         if labels.size and int(labels.max()) >= NUM_ATOM_TYPES:
             raise ValueError("the graph has masked atoms (type 119): atom-type labels must come from the unmasked graph")
         return labels

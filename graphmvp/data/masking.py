@@ -12,48 +12,14 @@ original code):
   covers a whole fragment) the next atom is drawn uniformly from all atoms not kept yet, and
   growth continues from there.
 
-:class:`MolGraph` holds the integer 2D graph of one molecule as numpy arrays, and
-:func:`induced_subgraph` cuts it down to a set of atoms.
+:func:`induced_subgraph` cuts a :class:`~graphmvp.molgraph.MolGraph` down to a set of atoms.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-
-@dataclass
-class MolGraph:
-    """Integer 2D graph of one molecule (Hu et al. features), as numpy arrays.
-
-    Shapes: ``atom`` [n, 2] (type index Z-1 or 119 = mask, chirality), ``edge_index`` [2, e] int64
-    (src, dst; both directions of every bond, no self loops), ``bond`` [e, 2] (bond type, or 5 =
-    mask; direction). ``atom`` and ``bond`` keep the integer dtype they were given (uint8 from a
-    conformer store); the collate function turns them into int64 tensors.
-    """
-
-    atom: np.ndarray
-    edge_index: np.ndarray
-    bond: np.ndarray
-
-    @property
-    def num_atoms(self) -> int:
-        return int(self.atom.shape[0])
-
-    @property
-    def num_edges(self) -> int:
-        return int(self.edge_index.shape[1])
-
-    @classmethod
-    def from_molecule(cls, mol) -> "MolGraph":
-        """The 2D graph of a :class:`graphmvp.data.store.Molecule` (or anything with
-        ``atom_features``, ``edge_index`` and ``edge_features``)."""
-        return cls(
-            atom=np.asarray(mol.atom_features),
-            edge_index=np.asarray(mol.edge_index, dtype=np.int64).reshape(2, -1),
-            bond=np.asarray(mol.edge_features),
-        )
+from graphmvp.molgraph import MolGraph
 
 
 def neighbor_lists(num_atoms: int, edge_index: np.ndarray) -> list[list[int]]:
@@ -159,9 +125,15 @@ def induced_edges(num_atoms: int, edge_index: np.ndarray, keep: np.ndarray) -> t
 
 def induced_subgraph(graph: MolGraph, keep: np.ndarray) -> MolGraph:
     """The subgraph of ``graph`` on the atoms ``keep`` (atom ``keep[t]`` becomes atom ``t``),
-    with only the edges whose both ends are kept."""
+    with only the edges whose both ends are kept. The atoms keep their ``atomic_num``; ``graph``
+    itself is returned when every atom is kept in order."""
     keep = np.asarray(keep, dtype=np.int64)
     if keep.shape[0] == graph.num_atoms and np.array_equal(keep, np.arange(graph.num_atoms)):
         return graph
     edge_index, edge_ids = induced_edges(graph.num_atoms, graph.edge_index, keep)
-    return MolGraph(atom=graph.atom[keep], edge_index=edge_index, bond=graph.bond[edge_ids])
+    return MolGraph(
+        atomic_num=graph.atomic_num[keep],
+        atom_features=graph.atom_features[keep],
+        edge_index=edge_index,
+        edge_features=graph.edge_features[edge_ids],
+    )

@@ -45,10 +45,11 @@ from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
 import numpy as np
 from torch.utils.data import Dataset
 
-from graphmvp.data.masking import MolGraph, _check_mask_ratio, induced_subgraph, subgraph_keep
+from graphmvp.data.masking import _check_mask_ratio, induced_subgraph, subgraph_keep
 from graphmvp.data.neighbors import radius_neighbors
 from graphmvp.data.store import MoleculeArrays
 from graphmvp.data.transforms_2d import AttrMask, AttrMaskResult, ContextPair, ContextPred
+from graphmvp.molgraph import MolGraph
 
 VIEWS = ("2d3d", "2d")
 CONFORMER_SAMPLING = ("all", "random")
@@ -296,15 +297,14 @@ class PretrainDataset(Dataset):
         if self.views == "2d3d" and conf < 0:
             raise ValueError(f"views='2d3d' needs 3D positions, but {_describe(self.store, mol_index)} has none")
 
-        graph = MolGraph.from_molecule(mol)
-        keep = subgraph_keep(graph.num_atoms, graph.edge_index, self.mask_ratio, rng)
-        graph = induced_subgraph(graph, keep)
+        keep = subgraph_keep(mol.num_atoms, mol.edge_index, self.mask_ratio, rng)
+        graph = induced_subgraph(mol.graph, keep)
         sample = PretrainSample(mol_index=mol_index, conf_index=conf, kept_atoms=keep, graph=graph)
 
         if self.views == "2d3d":
             pos = np.ascontiguousarray(mol.positions[conf][keep], dtype=np.float32)
             idx_i, idx_j = radius_neighbors(pos, cutoff=self.cutoff, max_neighbors=self.max_neighbors)
-            sample.atomic_num = np.asarray(mol.atomic_num)[keep].astype(np.int64)
+            sample.atomic_num = graph.atomic_num.astype(np.int64)
             sample.pos = pos
             sample.edge_index_3d = np.stack([np.asarray(idx_j, np.int64), np.asarray(idx_i, np.int64)])
         if self.attrmask is not None:

@@ -49,6 +49,8 @@ from typing import Iterator, Sequence
 import h5py
 import numpy as np
 
+from graphmvp.molgraph import MolGraph
+
 FORMAT_VERSION = 1
 
 #: kcal/mol per Hartree (CODATA 2018, as used by GEOM's own tools)
@@ -64,18 +66,21 @@ class StoreFormatError(ValueError):
 
 
 @dataclass
-class Molecule:
-    """One molecule of the store, as numpy arrays.
+class Molecule(MolGraph):
+    """One molecule of the store, as numpy arrays: its graph (a :class:`MolGraph`) and its
+    conformers.
 
-    Shapes: ``atomic_num`` [N], ``atom_features`` [N, 2], ``edge_index`` [2, E],
-    ``edge_features`` [E, 2], ``positions`` [C, N, 3], ``energy``/``boltzmann_weight``/
+    Shapes: the graph's ``atomic_num`` [N], ``atom_features`` [N, 2], ``edge_index`` [2, E] int64,
+    ``edge_features`` [E, 2]; ``positions`` [C, N, 3], ``energy``/``boltzmann_weight``/
     ``conf_source_index`` [C].
+
+    A Molecule *is* a MolGraph (a subclass, not a holder of one), so it goes wherever a graph is
+    expected (masking, batching, a 2D task) and its graph fields are the store's rows as they
+    are (:data:`ROW_FIELDS`), with no conversion. :attr:`graph` is the graph alone, for what keeps
+    or ships graphs (pretraining samples, fine-tuning data sets): the conformers, the text and,
+    for a :class:`StoredMolecule`, the store do not travel with it.
     """
 
-    atomic_num: np.ndarray
-    atom_features: np.ndarray
-    edge_index: np.ndarray
-    edge_features: np.ndarray
     positions: np.ndarray
     energy: np.ndarray
     boltzmann_weight: np.ndarray
@@ -84,17 +89,19 @@ class Molecule:
     source_id: str
     candidate_index: int = -1
 
-    @property
-    def num_atoms(self) -> int:
-        return int(self.atomic_num.shape[0])
-
-    @property
-    def num_edges(self) -> int:
-        return int(self.edge_index.shape[1])
+    @classmethod
+    def from_graph(cls, graph: MolGraph, **conformers_and_text) -> "Molecule":
+        """The molecule with ``graph``'s arrays (no copy) and the other fields given by name."""
+        return cls(graph.atomic_num, graph.atom_features, graph.edge_index, graph.edge_features, **conformers_and_text)
 
     @property
     def num_conformers(self) -> int:
         return int(self.positions.shape[0])
+
+    @property
+    def graph(self) -> MolGraph:
+        """The molecule's graph as a plain :class:`MolGraph` sharing these arrays (no copy)."""
+        return MolGraph(self.atomic_num, self.atom_features, self.edge_index, self.edge_features)
 
 
 @dataclass

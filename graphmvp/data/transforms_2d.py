@@ -1,6 +1,6 @@
 """2D-view transforms of the GraphMVP-G / GraphMVP-C variants: AttrMask and ContextPred inputs.
 
-Both act on the (already subgraph-masked) :class:`~graphmvp.data.masking.MolGraph` of a sample and
+Both act on the (already subgraph-masked) :class:`~graphmvp.molgraph.MolGraph` of a sample and
 take the sample's random generator, so that they are reproducible per (seed, epoch, sample).
 
 AttrMask (Hu et al. 2020, as used by GraphMVP-G): ``int(rate * n + 1)`` atoms (capped at n) are
@@ -29,12 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphmvp.data.masking import MolGraph, induced_subgraph, neighbor_lists
-
-#: atom type index of the mask token (the GIN's atom-type table has 120 rows)
-MASK_ATOM_TYPE = 119
-#: bond type index of the mask token (bond-type table rows: 0-3 bonds, 4 self loop, 5 mask)
-MASK_BOND_TYPE = 5
+from graphmvp.data.masking import induced_subgraph, neighbor_lists
+from graphmvp.molgraph import MASK_ATOM_TYPE, MASK_BOND_TYPE, MolGraph
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,7 +80,7 @@ class AttrMask:
         n = graph.num_atoms
         m = num_attrmask_atoms(n, self.rate)
         index = np.sort(rng.choice(n, size=m, replace=False)).astype(np.int64)
-        atom = graph.atom.copy()
+        atom = graph.atom_features.copy()
         label = atom[index, 0].astype(np.int64)
         atom[index, 0] = MASK_ATOM_TYPE
         atom[index, 1] = 0
@@ -93,7 +89,7 @@ class AttrMask:
         masked = np.zeros(n, dtype=bool)
         masked[index] = True
         edge_ids = np.flatnonzero(masked[graph.edge_index[0]] | masked[graph.edge_index[1]]).astype(np.int64)
-        bond = graph.bond.copy()
+        bond = graph.edge_features.copy()
         edge_label = bond[edge_ids, 0].astype(np.int64)
         bond[edge_ids, 0] = MASK_BOND_TYPE
         bond[edge_ids, 1] = 0

@@ -12,7 +12,7 @@ For the UNMASKED input graph (atom features int64 [N, 2], bond features int64 [E
 as in the upstream chem code (the GNN and MLP score generators each embed the raw atom features
 themselves; ``D`` = the encoder's width). Choice: the scorer has its own embeddings rather than
 sharing the encoder's input layer, so it works with any 2D encoder and can score a numpy
-:class:`~graphmvp.data.masking.MolGraph` on its own (:func:`score_mol_graphs`, used by the MI
+:class:`~graphmvp.molgraph.MolGraph` on its own (:func:`score_mol_graphs`, used by the MI
 analysis). It is trained only through the masked-prediction loss: the training step multiplies
 the UNMASKED atoms' representations by their scores before the decoder
 (:class:`graphmvp.objectives.masked_prediction.MaskedNodePrediction`); the ranking itself is not
@@ -95,7 +95,7 @@ class MaskScorer(nn.Module):
 
 @torch.no_grad()
 def score_mol_graphs(scorer: MaskScorer, graphs: Sequence, batch_size: int = 256) -> list[np.ndarray]:
-    """Scores of numpy :class:`~graphmvp.data.masking.MolGraph` s (float64 [n_i] each), computed
+    """Scores of numpy :class:`~graphmvp.molgraph.MolGraph` s (float64 [n_i] each), computed
     in eval mode (batch norm with its running statistics) in batches of ``batch_size``; the
     scorer's mode is restored afterwards."""
     from graphmvp.data.collate import batch_mol_graphs

@@ -33,13 +33,12 @@ import torch
 
 from graphmvp.data.mask_distributions import (
     AUTO_COUNT,
-    MASK_ATOM_TYPE,
     MaskDistribution,
     build_mask_distribution,
     structure_guided_mask,
 )
 from graphmvp.data.mask_targets import MaskTarget, build_mask_target
-from graphmvp.data.masking import MolGraph
+from graphmvp.molgraph import MASK_ATOM_TYPE, MolGraph
 from graphmvp.objectives.attrmask import MaskedNodePrediction
 from graphmvp.pretrain.presets import HU_BASELINE
 from graphmvp.pretrain.tasks.base import Task2D

@@ -16,7 +16,7 @@ import torch
 
 from graphmvp.data.augment import bonded_pairs, non_bonded_pairs
 from graphmvp.data.collate import BatchLayout
-from graphmvp.data.masking import MolGraph
+from graphmvp.molgraph import MolGraph
 from graphmvp.objectives.edgepred import EdgePrediction
 from graphmvp.pretrain.presets import HU_BASELINE
 from graphmvp.pretrain.tasks.base import NoOptions, Task2D

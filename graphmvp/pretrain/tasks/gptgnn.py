@@ -42,9 +42,9 @@ import numpy as np
 import torch
 
 from graphmvp.data.collate import batch_mol_graphs
-from graphmvp.data.masking import MolGraph, induced_subgraph, neighbor_lists
-from graphmvp.data.transforms_2d import MASK_ATOM_TYPE
+from graphmvp.data.masking import induced_subgraph, neighbor_lists
 from graphmvp.models import graph_readout
+from graphmvp.molgraph import MASK_ATOM_TYPE, MolGraph
 from graphmvp.objectives.gptgnn import GPTGNNAttributeGeneration
 from graphmvp.pretrain.presets import HU_BASELINE
 from graphmvp.pretrain.tasks.base import Task2D
@@ -168,13 +168,13 @@ class NextAtomSteps:
         for k in lengths.tolist():
             if node:
                 sub = induced_subgraph(graph, order[: k + 1])
-                atom = sub.atom.copy()
+                atom = sub.atom_features.copy()
                 atom[k, 0] = MASK_ATOM_TYPE
                 atom[k, 1] = 0
-                graphs.append(MolGraph(atom=atom, edge_index=sub.edge_index, bond=sub.bond))
+                graphs.append(sub.with_atom_features(atom))
             else:
                 graphs.append(induced_subgraph(graph, order[:k]))
-        label = graph.atom[order[lengths], 0].astype(np.int64)
+        label = graph.atom_features[order[lengths], 0].astype(np.int64)
         return GenerationSteps(graphs, lengths.copy() if node else None, label, order, lengths)
 
 

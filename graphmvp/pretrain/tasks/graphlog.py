@@ -31,7 +31,6 @@ import numpy as np
 import torch
 
 from graphmvp.data.collate import batch_mol_graphs
-from graphmvp.data.masking import MolGraph
 from graphmvp.models import graph_readout
 from graphmvp.objectives.graphlog import GraphLoG
 from graphmvp.pretrain.presets import HU_BASELINE
@@ -110,8 +109,7 @@ def molecule_batches(model, store, ids: np.ndarray, batch_size: int) -> Iterator
     time (whole molecules; no grad; the caller sets eval mode)."""
     device = next(model.parameters()).device
     for start in range(0, ids.shape[0], batch_size):
-        graphs = [MolGraph.from_molecule(store[int(i)]) for i in ids[start : start + batch_size]]
-        g = batch_mol_graphs(graphs).to(device)
+        g = batch_mol_graphs([store[int(i)] for i in ids[start : start + batch_size]]).to(device)
         yield graph_readout(g, model.encoder_2d(g), model.pooling)
 
 

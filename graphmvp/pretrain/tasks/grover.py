@@ -34,8 +34,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from graphmvp.data.transforms_2d import MASK_ATOM_TYPE
 from graphmvp.models import graph_readout
+from graphmvp.molgraph import MASK_ATOM_TYPE
 from graphmvp.objectives.grover import GroverContextual, GroverMotif
 from graphmvp.pretrain.presets import HU_BASELINE
 from graphmvp.pretrain.tasks.base import NoOptions, Task2D
@@ -125,7 +125,7 @@ class ContextualAtoms:
 
     def __call__(self, graph, rng: np.random.Generator, info) -> ChosenAtoms:
         labels = self.target.labels(graph, info)
-        heavy = np.flatnonzero(np.asarray(graph.atom[:, 0]) != HYDROGEN_TYPE).astype(np.int64)
+        heavy = np.flatnonzero(np.asarray(graph.atom_features[:, 0]) != HYDROGEN_TYPE).astype(np.int64)
         if heavy.size == 0 or not self.target.table.valid(int(info.mol_index)):
             chosen = np.zeros(0, dtype=np.int64)
         else:
@@ -133,7 +133,7 @@ class ContextualAtoms:
             chosen = np.sort(rng.choice(heavy, size=m, replace=False)).astype(np.int64)
         atom = None
         if self.mask_atoms:
-            atom = np.array(graph.atom, dtype=np.int64)
+            atom = np.array(graph.atom_features, dtype=np.int64)
             atom[chosen, 0] = MASK_ATOM_TYPE
             atom[chosen, 1] = 0
         return ChosenAtoms(index=chosen, label=labels[chosen], atom=atom)
