@@ -29,7 +29,7 @@ Pretraining (``--child train``): ``graphmvp.pretrain.pretrain`` for one epoch cu
 ``--steps`` optimiser steps, batch ``--batch-size``, upstream model sizes, the preset's settings
 (``graphmvp``: 2D + 3D, EBM-NCE + VRR, one sample per conformer; ``attrmask``: 2D only, one
 sample per molecule), ``num_workers=0``, glibc malloc tuning as the trainer's default (freed
-blocks below 32 MiB stay in the heap, see ``tune_malloc``; ``--no-malloc-tuning`` to compare). Per run: RSS after the imports, after the
+blocks below 64 MiB stay in the heap, see ``tune_malloc``; ``--no-malloc-tuning`` to compare). Per run: RSS after the imports, after the
 dataset, after the model, the peak; steps/s and the share of step time spent waiting for data.
 The peak of a training run varies between identical runs (by ~1-3% for AttrMask and up to ~15%
 for GraphMVP, whose SchNet step allocates and frees ~100 MB tensors: how the heap fragments

@@ -17,10 +17,8 @@ _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
 
 #: blocks from this size up are mapped per allocation and unmapped on free (glibc's default
-#: threshold adapts up to this same 32 MiB, but only after such a block was freed); smaller ones
-#: are reused from the heap. Between the default path's 16 MiB edge-chunk buffers (kept) and the
-#: smallest whole-edge tensor of the other paths, bf16 [E, 128] at batch 256 (62 MiB; mapped)
-MALLOC_MMAP_THRESHOLD = 32 * 2**20
+#: threshold adapts up to 32 MiB); smaller ones are reused from the heap
+MALLOC_MMAP_THRESHOLD = 64 * 2**20
 #: free memory at the top of a heap beyond this is returned to the system, down to MALLOC_TOP_PAD
 MALLOC_TRIM_THRESHOLD = 256 * 2**20
 #: free memory a heap keeps at its top after trimming (and grows by beyond a request)
@@ -38,13 +36,11 @@ def tune_malloc() -> bool:
     its whole working set again: for schnetpack's SchNet at batch 256 that was ~2.6 M minor faults
     and ~40% of the CPU time of its forward + backward. Here:
 
-    * blocks below :data:`MALLOC_MMAP_THRESHOLD` (32 MiB) come from the heap and are reused: the
+    * blocks below :data:`MALLOC_MMAP_THRESHOLD` (64 MiB) come from the heap and are reused: the
       default SchNet path computes its per-edge work in chunks of 16 MiB buffers
       (``--schnet-edge-chunk``), so its whole step is served from the heap;
-    * larger blocks (the whole-[E, F] tensors of the plain and fused paths: 124 MiB at batch 256,
-      62 MiB in bfloat16; the [E, 51] Gaussian expansion, 50 MiB) are mapped per use and given
-      back on free: they never stay in, nor fragment, the heap (with a 64 MiB threshold the
-      bf16 path's blocks stayed in the heap and it peaked above 5 GB);
+    * larger blocks (the whole-[E, F] tensors of the plain and fused paths: 130 MB at batch 256)
+      are mapped per use and given back on free: they never stay in, nor fragment, the heap;
     * a heap keeps at most :data:`MALLOC_TRIM_THRESHOLD` (256 MiB) free at its top, trimmed
       back to :data:`MALLOC_TOP_PAD` (64 MiB).
 

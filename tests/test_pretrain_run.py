@@ -383,7 +383,7 @@ print("OK")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip().endswith("OK"), done.stderr[-3000:]
     if sys.platform.startswith("linux"):
-        assert "malloc tuning (glibc: mmap threshold 32 MiB, heap trimmed above 256 MiB free): applied" in (
+        assert "malloc tuning (glibc: mmap threshold 64 MiB, heap trimmed above 256 MiB free): applied" in (
             tmp_path / "cli" / "train.log").read_text()
 
 
