@@ -46,7 +46,6 @@ def prepare_demo_store(path: Path, workers: int, command: list[str]):
     from graphmvp.prep.config import PrepConfig
     from graphmvp.prep.pipeline import prepare
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     return prepare(PrepConfig(input=str(demo_smiles_path()), output=str(path), workers=workers, overwrite=True),
                    command=command)
 
