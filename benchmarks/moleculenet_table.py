@@ -386,7 +386,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         header += f"\n**Epochs overridden: {args.epochs} for every task (not the paper's protocol).**\n"
     if args.dta_epochs:
         header += f"\nDTA epochs: {args.dta_epochs} instead of the paper's 200 (its cost on this CPU, see the budget).\n"
-    row_order = [m.label for m in methods]
+    # every row the results may hold, in one order whichever rows this invocation runs
+    row_order = list(dict.fromkeys([NO_PRETRAINING, *(m.label for m in released_checkpoints()),
+                                    *(m.label for m in methods if m.label not in PEER_METHODS), *PEER_METHODS]))
 
     def report() -> None:
         write_text_atomic(args.report, render_report(load_results(args.results), row_order, header))

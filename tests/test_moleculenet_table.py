@@ -51,6 +51,24 @@ def test_the_report_has_both_epochs_and_the_paper_beside(table):
     assert "1.178" in text
 
 
+def test_the_row_order_does_not_depend_on_which_rows_an_invocation_runs(table, tmp_path):
+    """A shard that runs chemprop alone rewrites the same report as one that runs every row."""
+    results = tmp_path / "results"
+    for method in ("chemprop", "ecfp4_rf", "no pretraining"):
+        path = results / "esol" / method / "seed0.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(_row("esol", method, 0, 1.0)))
+    common = ["--work", str(tmp_path / "w"), "--results", str(results), "--report-only", "--no-checkpoints"]
+    texts = []
+    for rows in ([], ["--no-baseline", "--peers", "chemprop"]):
+        report = tmp_path / f"report{len(texts)}.md"
+        assert table.main([*common, "--report", str(report), *rows]) == 0
+        texts.append(report.read_text())
+    assert texts[0] == texts[1]
+    lines = [line.split(" |")[0] for line in texts[0].splitlines() if line.startswith("| ") and "1.000" in line]
+    assert lines[:3] == ["| no pretraining [1 seed]", "| ecfp4_rf [1 seed]", "| chemprop [1 seed]"]
+
+
 def test_peers_skip_dta_and_seeds_come_first(table):
     methods = [table.Method("no pretraining", "gin"), table.Method("ecfp4_rf", "peer")]
     units = table.plan(["esol", "davis"], methods, [0, 1])
