@@ -29,7 +29,8 @@ Pretraining (``--child train``): ``graphmvp.pretrain.pretrain`` for one epoch cu
 ``--steps`` optimiser steps, batch ``--batch-size``, upstream model sizes, the preset's settings
 (``graphmvp``: 2D + 3D, EBM-NCE + VRR, one sample per conformer; ``attrmask``: 2D only, one
 sample per molecule), ``num_workers=0``, glibc malloc tuning as the trainer's default (freed
-blocks below 64 MiB stay in the heap, see ``tune_malloc``; ``--no-malloc-tuning`` to compare). Per run: RSS after the imports, after the
+blocks below 64 MiB stay in the heap, 32 MiB for the whole-edge SchNet paths plain, fused and
+fused-bf16, see ``malloc_mmap_threshold``; ``--no-malloc-tuning`` to compare). Per run: RSS after the imports, after the
 dataset, after the model, the peak; steps/s and the share of step time spent waiting for data.
 The peak of a training run varies between identical runs (by ~1-3% for AttrMask and up to ~15%
 for GraphMVP, whose SchNet step allocates and frees ~100 MB tensors: how the heap fragments
@@ -195,10 +196,11 @@ def child_train(args: argparse.Namespace) -> None:
 
     from graphmvp.data import pretrain_dataset
     from graphmvp.malloc_tuning import tune_malloc
-    from graphmvp.pretrain import resolve_config, trainer
+    from graphmvp.pretrain import malloc_mmap_threshold, resolve_config, trainer
 
+    impl = {"schnet_impl": args.schnet_impl} if args.schnet_impl else {}
     if not args.no_malloc_tuning:  # what graphmvp-pretrain does (the library leaves the process alone)
-        tune_malloc()
+        tune_malloc(malloc_mmap_threshold(resolve_config(args.preset, **impl)))
     marks: dict[str, Any] = {"rss_imports_mib": mib(proc_status_kib("VmRSS"))}
     if args.mode == "stream":
         pretrain_dataset.PRELOAD_AUTO_MAX_BYTES = 0
@@ -231,7 +233,7 @@ def child_train(args: argparse.Namespace) -> None:
         cfg = resolve_config(args.preset, store=args.store, out=str(Path(tmp) / "run"), epochs=1, max_steps=args.steps,
                              batch_size=args.batch_size, threads=args.threads, num_workers=0, progress=False,
                              log_every=10**9, malloc_tuning=not args.no_malloc_tuning,
-                             **({"schnet_impl": args.schnet_impl} if args.schnet_impl else {}))
+                             **impl)
         result = trainer.pretrain(cfg)
     row = result.metrics[-1]
     dataset = datasets[-1]

@@ -76,6 +76,7 @@ on a machine shared with other jobs all times grow, and the matmul reference wit
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -92,8 +93,8 @@ from graphmvp.data.pretrain_dataset import PretrainDataset
 from graphmvp.data.store import ConformerStore
 from graphmvp.demo import demo_smiles_path
 from graphmvp.models.schnet import DEFAULT_SCHNET_IMPL, SCHNET_IMPLS
-from graphmvp.pretrain import GraphMVPModel, dataset_options, epoch_batches, resolve_config
-from graphmvp.malloc_tuning import tune_malloc
+from graphmvp.pretrain import GraphMVPModel, dataset_options, epoch_batches, malloc_mmap_threshold, resolve_config
+from graphmvp.malloc_tuning import malloc_tuned, tune_malloc
 
 HERE = Path(__file__).resolve().parent
 UPSTREAM_SAMPLES_PER_S = 34.5  # ../shared/reference/GRAPHMVP.md: 145 s per epoch of 5,000 samples, 7.3 s/step
@@ -256,9 +257,12 @@ def _make_run(cfg, store_path: Path):
     return dataset, model, optimizer, hydrogens
 
 
-def _set_impl(model: GraphMVPModel, impl: str | None) -> None:
+def _set_impl(model: GraphMVPModel, impl: str | None, cfg) -> None:
+    """Run SchNet by ``impl``, with the malloc threshold graphmvp-pretrain would apply for it."""
     if impl is not None:
         model.encoder_3d.impl = impl
+        if malloc_tuned():
+            tune_malloc(malloc_mmap_threshold(dataclasses.replace(cfg, schnet_impl=impl)))
 
 
 def measure(label: str, cfg, store_path: Path, source: str, args, matmul: float,
@@ -272,14 +276,14 @@ def measure(label: str, cfg, store_path: Path, source: str, args, matmul: float,
     dataset, model, optimizer, hydrogens = _make_run(cfg, store_path)
     loaders = {impl: batches_forever(dataset, cfg.batch_size, cfg.seed) for impl in impls}
     for impl in impls:
-        _set_impl(model, impl)
+        _set_impl(model, impl, cfg)
         for _ in range(args.warmup):
             timed_step(model, optimizer, loaders[impl])
     matmul_samples = [matmul]
     rounds: dict[str | None, list[dict[str, Any]]] = {impl: [] for impl in impls}
     for _ in range(args.repeats):
         for impl in impls:
-            _set_impl(model, impl)
+            _set_impl(model, impl, cfg)
             matmul_samples.append(matmul_flops_per_s())
             usage0 = resource.getrusage(resource.RUSAGE_SELF)
             rows = [timed_step(model, optimizer, loaders[impl]) for _ in range(args.steps)]
@@ -299,7 +303,7 @@ def measure(label: str, cfg, store_path: Path, source: str, args, matmul: float,
 
     results: dict[str | None, dict[str, Any]] = {}
     for impl in impls:
-        _set_impl(model, impl)
+        _set_impl(model, impl, cfg)
         ordered = sorted(rounds[impl], key=lambda r: r["step"])
         best, median = ordered[0], ordered[len(ordered) // 2]
         mean, step = best["mean"], best["step"]

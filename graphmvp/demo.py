@@ -116,14 +116,14 @@ def main(argv: list[str] | None = None) -> int:
           f"({result.molecules_per_second:.1f} molecules/s); skipped list: {result.report}")
 
     from graphmvp.malloc_tuning import tune_malloc
-    from graphmvp.pretrain import pretrain, resolve_config
-
-    tune_malloc()  # what graphmvp-pretrain does with its default --malloc-tuning
+    from graphmvp.pretrain import malloc_mmap_threshold, pretrain, resolve_config
 
     run_dir = out / "pretrain_graphmvp"
+    cfg = resolve_config("graphmvp", store=str(store_path), out=str(run_dir), epochs=2, batch_size=128,
+                         overwrite=True, seed=0)
+    tune_malloc(malloc_mmap_threshold(cfg))  # what graphmvp-pretrain does with its default --malloc-tuning
     print(f"[2/3] pretraining GraphMVP (EBM-NCE + VRR, 2D GIN + 3D SchNet) -> {run_dir}", flush=True)
-    run = pretrain(resolve_config("graphmvp", store=str(store_path), out=str(run_dir), epochs=2, batch_size=128,
-                                  overwrite=True, seed=0))
+    run = pretrain(cfg)
     for row in run.metrics:
         print("  epoch {epoch}: loss {loss_total:.4f}  2D-3D accuracy {acc_cl:.3f}".format(**row))
     print(f"  2D encoder for fine-tuning: {run.model_2d}")

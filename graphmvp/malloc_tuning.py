@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+from typing import Optional
 
 # glibc mallopt parameters
 _M_TRIM_THRESHOLD = -1
@@ -19,15 +20,19 @@ _M_MMAP_THRESHOLD = -3
 #: blocks from this size up are mapped per allocation and unmapped on free (glibc's default
 #: threshold adapts up to 32 MiB); smaller ones are reused from the heap
 MALLOC_MMAP_THRESHOLD = 64 * 2**20
+#: the threshold for training paths that allocate whole-edge [E, F] tensors (SchNet's plain, fused
+#: and fused-bf16 paths): glibc's own adaptive maximum, so that fused-bf16's [E, 128] bf16
+#: tensors (62 MiB at batch 256) are mapped per use instead of fragmenting the heap
+WHOLE_EDGE_MMAP_THRESHOLD = 32 * 2**20
 #: free memory at the top of a heap beyond this is returned to the system, down to MALLOC_TOP_PAD
 MALLOC_TRIM_THRESHOLD = 256 * 2**20
 #: free memory a heap keeps at its top after trimming (and grows by beyond a request)
 MALLOC_TOP_PAD = 64 * 2**20
 
-_APPLIED = False
+_APPLIED: Optional[int] = None  # the mmap threshold applied in this process
 
 
-def tune_malloc() -> bool:
+def tune_malloc(mmap_threshold: int = MALLOC_MMAP_THRESHOLD) -> bool:
     """Reuse freed memory within bounds (glibc only); True if applied.
 
     A training step allocates and frees the same tensors every time. glibc serves blocks above
@@ -36,11 +41,14 @@ def tune_malloc() -> bool:
     its whole working set again: for schnetpack's SchNet at batch 256 that was ~2.6 M minor faults
     and ~40% of the CPU time of its forward + backward. Here:
 
-    * blocks below :data:`MALLOC_MMAP_THRESHOLD` (64 MiB) come from the heap and are reused: the
-      default SchNet path computes its per-edge work in chunks of 16 MiB buffers
-      (``--schnet-edge-chunk``), so its whole step is served from the heap;
-    * larger blocks (the whole-[E, F] tensors of the plain and fused paths: 130 MB at batch 256)
-      are mapped per use and given back on free: they never stay in, nor fragment, the heap;
+    * blocks below ``mmap_threshold`` (:data:`MALLOC_MMAP_THRESHOLD`, 64 MiB) come from the heap
+      and are reused: the default SchNet path computes its per-edge work in chunks of 16 MiB
+      buffers (``--schnet-edge-chunk``), so its whole step is served from the heap;
+    * larger blocks are mapped per use and given back on free: they never stay in, nor fragment,
+      the heap. The paths with whole-edge tensors (plain, fused: [E, F] float32, 124 MiB at batch
+      256; fused-bf16: 62 MiB) are trained with :data:`WHOLE_EDGE_MMAP_THRESHOLD` (32 MiB), see
+      :func:`graphmvp.pretrain.config.malloc_mmap_threshold`: under 64 MiB fused-bf16 peaked above
+      5 GB, 2x the default path;
     * a heap keeps at most :data:`MALLOC_TRIM_THRESHOLD` (256 MiB) free at its top, trimmed
       back to :data:`MALLOC_TOP_PAD` (64 MiB).
 
@@ -49,6 +57,8 @@ def tune_malloc() -> bool:
     batch 256; figures in docs/benchmarks.md). Process-wide and not undone; other platforms are
     left alone.
     """
+    if not 0 < mmap_threshold <= 2**30:
+        raise ValueError(f"mmap_threshold must be in (0, 1 GiB], got {mmap_threshold}")
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -59,15 +69,22 @@ def tune_malloc() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     global _APPLIED
-    _APPLIED = all([bool(mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)),
-                    bool(mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD)),
-                    bool(mallopt(_M_TOP_PAD, MALLOC_TOP_PAD))]) or _APPLIED
-    return _APPLIED
+    if all([bool(mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold))),
+            bool(mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD)),
+            bool(mallopt(_M_TOP_PAD, MALLOC_TOP_PAD))]):
+        _APPLIED = int(mmap_threshold)
+    return _APPLIED is not None
 
 
 def malloc_tuned() -> bool:
     """True once :func:`tune_malloc` has been applied in this process."""
+    return _APPLIED is not None
+
+
+def applied_mmap_threshold() -> Optional[int]:
+    """The mmap threshold (bytes) of the last :func:`tune_malloc` applied here, None before."""
     return _APPLIED
 
 
-__all__ = ["MALLOC_MMAP_THRESHOLD", "MALLOC_TOP_PAD", "MALLOC_TRIM_THRESHOLD", "malloc_tuned", "tune_malloc"]
+__all__ = ["MALLOC_MMAP_THRESHOLD", "MALLOC_TOP_PAD", "MALLOC_TRIM_THRESHOLD", "WHOLE_EDGE_MMAP_THRESHOLD",
+           "applied_mmap_threshold", "malloc_tuned", "tune_malloc"]

@@ -6,6 +6,7 @@ mmap threshold goes back to the system when freed, one below it is reused)."""
 
 import graphmvp  # noqa: F401  (before dgl)
 
+import subprocess
 import sys
 
 import dgl
@@ -164,6 +165,54 @@ def test_tuned_malloc_is_bounded():
     del block
     released = held - rss_kib()
     assert released > 0.9 * size / 1024, f"{released} KiB of a {size >> 20} MiB block returned on free"
+
+
+def test_whole_edge_schnet_paths_map_their_edge_tensors_instead_of_heaping_them():
+    """The default (edge-chunked) path and 2D-only runs keep blocks below 64 MiB in the heap; the
+    plain, fused and fused-bf16 paths get 32 MiB, below fused-bf16's whole-edge bf16 tensors (62 MiB
+    at batch 256), which kept in the heap took it above 5 GB. Both lie above the default path's
+    chunk buffers, which must stay reusable."""
+    from graphmvp import malloc_tuning
+    from graphmvp.models.schnet_tabulated import DEFAULT_EDGE_CHUNK
+    from graphmvp.pretrain import malloc_mmap_threshold, resolve_config
+
+    assert malloc_mmap_threshold(resolve_config("graphmvp")) == malloc_tuning.MALLOC_MMAP_THRESHOLD == 64 * 2**20
+    assert malloc_mmap_threshold(resolve_config("attrmask")) == malloc_tuning.MALLOC_MMAP_THRESHOLD
+    for impl in ("plain", "fused", "fused-bf16"):
+        assert malloc_mmap_threshold(resolve_config("graphmvp", schnet_impl=impl)) == 32 * 2**20, impl
+    chunk_buffer = DEFAULT_EDGE_CHUNK * 128 * 4  # [chunk, F] float32 at the upstream width
+    assert chunk_buffer < malloc_tuning.WHOLE_EDGE_MMAP_THRESHOLD < malloc_tuning.MALLOC_MMAP_THRESHOLD
+    with pytest.raises(ValueError, match="mmap_threshold"):
+        malloc_tuning.tune_malloc(0)
+
+
+RELEASED_ON_FREE = """
+import sys, torch
+from graphmvp import malloc_tuning
+def rss():
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS:"))
+assert malloc_tuning.tune_malloc(int(sys.argv[1]))
+block = torch.ones(12 * 2**20)  # 48 MiB, written: resident
+held = rss()
+del block
+print((held - rss()) / 1024)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_a_48_mib_block_leaves_the_process_under_the_whole_edge_threshold_only():
+    """A fresh process each (the threshold only decides how the heap grows, so an earlier free
+    chunk would hide it): a 48 MiB block is given back on free under 32 MiB, kept under 64 MiB."""
+    from graphmvp import malloc_tuning
+
+    def released_mib(threshold: int) -> float:
+        done = subprocess.run([sys.executable, "-c", RELEASED_ON_FREE, str(threshold)], capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return float(done.stdout.split()[-1])
+
+    assert released_mib(malloc_tuning.WHOLE_EDGE_MMAP_THRESHOLD) > 0.9 * 48
+    assert released_mib(malloc_tuning.MALLOC_MMAP_THRESHOLD) < 8
 
 
 def schnetpack_module_outputs_and_grads(enc, g):

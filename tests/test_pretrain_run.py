@@ -378,6 +378,9 @@ assert "malloc tuning: not applied in this process" in log, log
 from graphmvp.pretrain.cli import main
 assert main(["--store", {str(store)!r}, "--out", {str(tmp_path / "cli")!r}, *{tiny!r}]) == 0
 assert malloc_tuning.malloc_tuned() == sys.platform.startswith("linux")
+assert main(["--store", {str(store)!r}, "--out", {str(tmp_path / "cli_fused")!r}, "--schnet-impl", "fused", *{tiny!r}]) == 0
+if sys.platform.startswith("linux"):  # a whole-edge SchNet path: its [E, F] tensors are mapped, not heaped
+    assert malloc_tuning.applied_mmap_threshold() == malloc_tuning.WHOLE_EDGE_MMAP_THRESHOLD == 32 * 2**20
 print("OK")
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -385,6 +388,8 @@ print("OK")
     if sys.platform.startswith("linux"):
         assert "malloc tuning (glibc: mmap threshold 64 MiB, heap trimmed above 256 MiB free): applied" in (
             tmp_path / "cli" / "train.log").read_text()
+        assert "malloc tuning (glibc: mmap threshold 32 MiB, heap trimmed above 256 MiB free): applied" in (
+            tmp_path / "cli_fused" / "train.log").read_text()
 
 
 # -- malloc tuning -------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from graphmvp.pretrain.config import (
     ConfigError,
     PretrainConfig,
     check_inputs,
+    malloc_mmap_threshold,
     parse_loss,
     resolve_config,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "check_inputs",
     "dataset_options",
     "epoch_batches",
+    "malloc_mmap_threshold",
     "parse_loss",
     "pretrain",
     "resolve_config",

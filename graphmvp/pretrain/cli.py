@@ -28,7 +28,7 @@ import sys
 from typing import Any, NoReturn, Optional
 
 from graphmvp.distributed import DEFAULT_TIMEOUT_S, DistributedError, launch_env, record_errors
-from graphmvp.pretrain.config import PRESETS, ConfigError, PretrainConfig, resolve_config
+from graphmvp.pretrain.config import PRESETS, ConfigError, PretrainConfig, malloc_mmap_threshold, resolve_config
 
 PROG = "graphmvp-pretrain"
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(PretrainConfig)}
@@ -180,7 +180,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(cfg.to_yaml(), end="")
             return 0
         if cfg.malloc_tuning:  # process-wide: the command line owns the process, the library does not
-            tune_malloc()
+            tune_malloc(malloc_mmap_threshold(cfg))
         result = pretrain(cfg, dist_timeout=args.get("dist_timeout", DEFAULT_TIMEOUT_S),
                           store_provider=DemoStore() if cfg.store is None else None)
     except ConfigError as e:

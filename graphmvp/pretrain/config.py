@@ -525,6 +525,23 @@ def check_inputs(cfg: PretrainConfig) -> None:
         raise ConfigError(f"--out {out} already holds a run ({last.name}); pass --resume to continue it or --overwrite to replace it")
 
 
+def malloc_mmap_threshold(cfg: PretrainConfig) -> int:
+    """The glibc mmap threshold that :func:`graphmvp.malloc_tuning.tune_malloc` should apply for
+    this run: blocks below it are reused from the heap, larger ones mapped per use.
+
+    The default SchNet path (edge-chunked, 16 MiB buffers) and 2D-only runs keep theirs in the
+    heap (:data:`~graphmvp.malloc_tuning.MALLOC_MMAP_THRESHOLD`, 64 MiB); the whole-edge paths
+    (plain, fused, fused-bf16) map anything above
+    :data:`~graphmvp.malloc_tuning.WHOLE_EDGE_MMAP_THRESHOLD` (32 MiB), so that their [E, F]
+    tensors never stay in, nor fragment, the heap.
+    """
+    from graphmvp.malloc_tuning import MALLOC_MMAP_THRESHOLD, WHOLE_EDGE_MMAP_THRESHOLD
+
+    if cfg.uses_3d and cfg.encoder_3d == "schnet" and not SCHNET_IMPLS.get(cfg.schnet_impl).edge_chunked:
+        return WHOLE_EDGE_MMAP_THRESHOLD
+    return MALLOC_MMAP_THRESHOLD
+
+
 __all__ = [
     "ALPHA_FOR_KIND",
     "ConfigError",
@@ -532,6 +549,7 @@ __all__ = [
     "PretrainConfig",
     "VOLATILE_FIELDS",
     "check_inputs",
+    "malloc_mmap_threshold",
     "parse_loss",
     "resolve_config",
 ]

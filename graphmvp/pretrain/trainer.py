@@ -101,7 +101,7 @@ from graphmvp.distributed import (
     raise_if_communication_error,
 )
 from graphmvp.io import write_bytes_atomic
-from graphmvp.malloc_tuning import MALLOC_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD, malloc_tuned
+from graphmvp.malloc_tuning import MALLOC_TRIM_THRESHOLD, applied_mmap_threshold, malloc_tuned
 from graphmvp.pretrain.checkpoint_io import load_state, save_encoder, save_state, set_rng_state
 from graphmvp.pretrain.config import ConfigError, PretrainConfig, check_inputs
 from graphmvp.pretrain.epoch_plan import EpochPlan, RankPieces, epoch_batches, epoch_seed
@@ -266,7 +266,7 @@ def _pretrain(cfg: PretrainConfig, ctx: DistContext, store_provider: Optional[St
         try:
             if malloc_tuned():
                 LOG.info("malloc tuning (glibc: mmap threshold %d MiB, heap trimmed above %d MiB free): applied",
-                         MALLOC_MMAP_THRESHOLD >> 20, MALLOC_TRIM_THRESHOLD >> 20)
+                         applied_mmap_threshold() >> 20, MALLOC_TRIM_THRESHOLD >> 20)
             elif cfg.malloc_tuning:
                 LOG.info("malloc tuning: not applied in this process (graphmvp-pretrain applies it on glibc; from "
                          "python call graphmvp.malloc_tuning.tune_malloc() first)")
