@@ -4,8 +4,10 @@ Methods (``--methods``, default all that can run):
 
 * ``gin-paper-scratch`` / ``gin-default-scratch``: ``graphmvp-finetune`` with ``--protocol paper``
   (upstream's settings) or the default protocol, no pretraining;
-* ``gin-paper-pretrained`` / ``gin-default-pretrained``: the same from ``--init`` (default the
-  shipped ``graphmvp-bench1k`` checkpoint);
+* ``gin-paper-pretrained`` / ``gin-default-pretrained``: the same from ``--init`` (default
+  ``graphmvp-c-zinc50k``, the README's pick among the released checkpoints);
+* ``gin-default-rdkit2d-scratch`` / ``gin-default-rdkit2d-pretrained``: the default protocol with
+  ``--extra-features rdkit2d`` (normalised RDKit 2D descriptors beside the graph embedding);
 * ``ecfp4_rf``, ``ecfp4_svm``, ``chemprop``: :mod:`graphmvp.finetune.peers` (the ``[bench]`` extra).
 
 Data sets (``--datasets``): ``freesolv``, ``esol``, ``lipo`` (scaffold split 80/10/10, RMSE),
@@ -15,9 +17,11 @@ layout), and ``ace:CHEMBL...`` for the MoleculeACE sets: the ``MoleculeACE`` PyP
 train/test); validation is a seeded (``ACE_VALID_SEED``) 10% of their training part. Give the
 folder with ``--moleculeace-data`` or install the package (``pip install --no-deps MoleculeACE``).
 
-Every (data set, method, seed) is one line of ``WORK/results.jsonl`` (valid and test metrics,
-seconds); a rerun skips the lines already there, so the script resumes where it stopped. After
-every result ``WORK/RESULTS.md`` is rewritten: test metric of the primary metric at the
+Every (data set, method, init, seed) is one line of ``RESULTS/results.jsonl`` (``--results``,
+default ``benchmarks/results/finetune_vs_peers/``, kept in git so that the figures survive the
+machine; valid and test metrics, seconds); a rerun skips the lines already there, so the script
+resumes where it stopped. Run folders and chemprop's files go to ``--work``. After every result
+``RESULTS/RESULTS.md`` is rewritten: test metric of the primary metric at the
 best-validation epoch (peers: their own selection), mean (std, ddof=0) over seeds, and seconds
 per model. Runs one model at a time on ``--threads`` threads (default 1) under whatever ``nice``
 it is started with::
@@ -52,7 +56,8 @@ from graphmvp.registry import Registry  # noqa: E402
 SHARED = REPO.parent / "shared" / "data" / "moleculenet"
 ACE_VALID_SEED = 0
 ACE_VALID_FRACTION = 0.1
-DEFAULT_INIT = "graphmvp-bench1k"
+DEFAULT_INIT = "graphmvp-c-zinc50k"
+RESULTS = REPO / "benchmarks" / "results" / "finetune_vs_peers"
 
 
 @dataclass(frozen=True)
@@ -128,13 +133,14 @@ def bench_set(name: str, args, work: Path) -> BenchSet:
 METHODS: Registry = Registry("benchmark method")
 
 
-def _gin(protocol: str, pretrained: bool) -> Callable:
+def _gin(protocol: str, pretrained: bool, **options) -> Callable:
     def run(ds: BenchSet, seed: int, args, work: Path) -> dict:
         from graphmvp.finetune.trainer import finetune
 
-        out = work / "runs" / ds.name.replace(":", "_") / f"gin-{protocol}-{'pre' if pretrained else 'scratch'}-s{seed}"
+        tag = "".join(f"-{v}" for v in options.values())
+        out = work / "runs" / ds.name.replace(":", "_") / f"gin-{protocol}{tag}-{'pre' if pretrained else 'scratch'}-s{seed}"
         cfg = ds.config(protocol=protocol, init=args.init if pretrained else None, seeds=(seed,), out=str(out),
-                        overwrite=True, threads=args.threads, progress=False)
+                        overwrite=True, threads=args.threads, progress=False, **options)
         t0 = time.perf_counter()
         s = finetune(cfg)
         seconds = time.perf_counter() - t0
@@ -148,6 +154,9 @@ def _gin(protocol: str, pretrained: bool) -> Callable:
 for _protocol in ("paper", "default"):
     for _pre in (False, True):
         METHODS.register(f"gin-{_protocol}-{'pretrained' if _pre else 'scratch'}")(_gin(_protocol, _pre))
+for _pre in (False, True):
+    METHODS.register(f"gin-default-rdkit2d-{'pretrained' if _pre else 'scratch'}")(
+        _gin("default", _pre, extra_features="rdkit2d"))
 
 
 def _peer(name: str) -> Callable:
@@ -168,7 +177,16 @@ for _name in ("ecfp4_rf", "ecfp4_svm", "chemprop"):
     METHODS.register(_name)(_peer(_name))
 
 COLUMNS = ["ecfp4_rf", "ecfp4_svm", "chemprop", "gin-paper-scratch", "gin-default-scratch", "gin-paper-pretrained",
-           "gin-default-pretrained"]
+           "gin-default-pretrained", "gin-default-rdkit2d-scratch", "gin-default-rdkit2d-pretrained"]
+
+
+def init_of(method: str, args) -> Optional[str]:
+    """The checkpoint a method starts from (part of a result's identity), None for the others."""
+    return args.init if method.endswith("-pretrained") else None
+
+
+def column(r: dict) -> str:
+    return r["method"] + (f" ({r['init']})" if r.get("init") else "")
 
 
 # ----------------------------------------------------------------------------------- results
@@ -196,12 +214,13 @@ def append_result(path: Path, record: dict) -> None:
 
 def markdown(results: list[dict]) -> str:
     metric_of = {r["dataset"]: r["metric"] for r in results}
-    methods = [m for m in COLUMNS if any(r["method"] == m for r in results)]
+    order = {m: i for i, m in enumerate(COLUMNS)}
+    methods = sorted({column(r) for r in results}, key=lambda c: (order.get(c.split(" ")[0], len(order)), c))
     lines = ["| data (metric) | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     for ds in sorted(metric_of, key=lambda d: list(metric_of).index(d)):
         cells = []
         for m in methods:
-            rs = [r for r in results if r["dataset"] == ds and r["method"] == m]
+            rs = [r for r in results if r["dataset"] == ds and column(r) == m]
             if not rs:
                 cells.append("")
                 continue
@@ -215,7 +234,8 @@ def markdown(results: list[dict]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work", required=True, help="work folder: results.jsonl, RESULTS.md, runs/, chemprop/")
+    p.add_argument("--work", required=True, help="work folder: runs/, chemprop/, data/")
+    p.add_argument("--results", default=str(RESULTS), help="folder of results.jsonl and RESULTS.md (default: in the repository)")
     p.add_argument("--datasets", nargs="+", default=["freesolv", "esol", "lipo"])
     p.add_argument("--methods", nargs="+", default=COLUMNS, help=f"default: {' '.join(COLUMNS)}")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -230,7 +250,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    results_path = work / "results.jsonl"
+    results_dir = Path(args.results)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    results_path = results_dir / "results.jsonl"
     try:
         for m in args.methods:
             METHODS.get(m)
@@ -243,8 +265,8 @@ def main(argv=None) -> int:
     for ds in sets:
         for method in args.methods:
             for seed in args.seeds:
-                done = {(r["dataset"], r["method"], r["seed"]) for r in read_results(results_path)}
-                if (ds.name, method, seed) in done:
+                done = {(r["dataset"], r["method"], r.get("init"), r["seed"]) for r in read_results(results_path)}
+                if (ds.name, method, init_of(method, args), seed) in done:
                     continue
                 print(f"{ds.name} / {method} / seed {seed} ...", flush=True)
                 try:
@@ -252,13 +274,13 @@ def main(argv=None) -> int:
                 except FinetuneError as e:
                     print(f"  skipped: {e}", file=sys.stderr)
                     break
-                rec = {"dataset": ds.name, "method": method, "seed": seed,
+                rec = {"dataset": ds.name, "method": method, "init": init_of(method, args), "seed": seed,
                        "metric": TASK_TYPES.get(ds.task_type).metric, **rec}
                 append_result(results_path, rec)
                 print(f"  test {rec['metric']} {rec['test'][rec['metric']]:.4f}  ({rec['seconds']:.0f} s)", flush=True)
-                write_text_atomic(work / "RESULTS.md", markdown(read_results(results_path)))
-    write_text_atomic(work / "RESULTS.md", markdown(read_results(results_path)))
-    print((work / "RESULTS.md").read_text())
+                write_text_atomic(results_dir / "RESULTS.md", markdown(read_results(results_path)))
+    write_text_atomic(results_dir / "RESULTS.md", markdown(read_results(results_path)))
+    print((results_dir / "RESULTS.md").read_text())
     return 0
 
 

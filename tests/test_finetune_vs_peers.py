@@ -1,0 +1,54 @@
+"""benchmarks/finetune_vs_peers.py: a result is identified by (data set, method, init, seed), so a
+rerun resumes and a new --init is a new column rather than being mixed with the old one."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("finetune_vs_peers", REPO / "benchmarks" / "finetune_vs_peers.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["finetune_vs_peers"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_results_resume_per_unit_and_keep_inits_apart(bench, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "freesolv.csv.gz").write_bytes(b"")  # only its presence is checked before the methods run
+    calls = []
+
+    def fake(scratch_value):
+        def run(ds, seed, args, work):
+            calls.append((ds.name, seed, args.init))
+            value = scratch_value + seed + (10.0 if args.init == "ckpt-b" else 0.0)
+            return {"valid": {"rmse": value}, "test": {"rmse": value}, "seconds": 1.0}
+        return run
+
+    monkeypatch.setitem(bench.METHODS._items, "gin-default-pretrained", fake(1.0))
+    monkeypatch.setitem(bench.METHODS._items, "ecfp4_svm", fake(3.0))
+    common = ["--work", str(tmp_path / "w"), "--results", str(tmp_path / "r"), "--data-dir", str(data),
+              "--datasets", "freesolv", "--methods", "ecfp4_svm", "gin-default-pretrained", "--seeds", "0", "1"]
+    assert bench.main([*common, "--init", "ckpt-a"]) == 0
+    assert len(calls) == 4
+    assert bench.main([*common, "--init", "ckpt-a"]) == 0
+    assert len(calls) == 4  # every unit done: nothing runs again
+    assert bench.main([*common, "--init", "ckpt-b"]) == 0
+    assert calls[4:] == [("freesolv", 0, "ckpt-b"), ("freesolv", 1, "ckpt-b")]  # the peer does not depend on it
+    rows = [json.loads(line) for line in (tmp_path / "r" / "results.jsonl").read_text().splitlines()]
+    assert {(r["method"], r["init"]) for r in rows} == {("ecfp4_svm", None), ("gin-default-pretrained", "ckpt-a"),
+                                                        ("gin-default-pretrained", "ckpt-b")}
+    table = (tmp_path / "r" / "RESULTS.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| data"))
+    assert header == "| data (metric) | ecfp4_svm | gin-default-pretrained (ckpt-a) | gin-default-pretrained (ckpt-b) |"
+    assert "| freesolv (rmse) | 3.500 (0.500) n=2, 1 s | 1.500 (0.500) n=2, 1 s | 11.500 (0.500) n=2, 1 s |" in table
