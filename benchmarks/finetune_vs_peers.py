@@ -8,7 +8,10 @@ Methods (``--methods``, default all that can run):
   ``graphmvp-c-zinc50k``, the README's pick among the released checkpoints);
 * ``gin-default-rdkit2d-scratch`` / ``gin-default-rdkit2d-pretrained``: the default protocol with
   ``--extra-features rdkit2d`` (normalised RDKit 2D descriptors beside the graph embedding);
-* ``ecfp4_rf``, ``ecfp4_svm``, ``chemprop``: :mod:`graphmvp.finetune.peers` (the ``[bench]`` extra).
+* ``ecfp4_rf``, ``ecfp4_svm``, ``chemprop``: :mod:`graphmvp.finetune.peers` (the ``[bench]`` extra);
+* ``chemprop-hu-features``: chemprop's D-MPNN and CLI defaults with our GIN's inputs (Hu et al.'s
+  atom type, chirality, bond type, bond direction; ``benchmarks/chemprop_hu_features.py``): what
+  chemprop's richer featurisation buys, apart from its architecture.
 
 Data sets (``--datasets``): ``freesolv``, ``esol``, ``lipo`` (scaffold split 80/10/10, RMSE),
 ``bbbp``, ``bace`` (scaffold split, ROC-AUC) from ``../shared/data/moleculenet`` (chemprop's CSV
@@ -176,7 +179,19 @@ def _peer(name: str) -> Callable:
 for _name in ("ecfp4_rf", "ecfp4_svm", "chemprop"):
     METHODS.register(_name)(_peer(_name))
 
-COLUMNS = ["ecfp4_rf", "ecfp4_svm", "chemprop", "gin-paper-scratch", "gin-default-scratch", "gin-paper-pretrained",
+
+@METHODS.register("chemprop-hu-features")
+def chemprop_hu_features(ds: BenchSet, seed: int, args, work: Path) -> dict:
+    """chemprop's D-MPNN and protocol with our GIN's inputs (``chemprop_hu_features.py``)."""
+    from graphmvp.finetune.peers import chemprop_dmpnn, peer_data, score_peer
+
+    data = peer_data(ds.config(seeds=(seed,), progress=False), seed)
+    preds = chemprop_dmpnn(data, seed, work_dir=str(work / "chemprop-hu" / ds.name.replace(":", "_") / f"s{seed}"),
+                           threads=args.threads,
+                           command=[sys.executable, str(REPO / "benchmarks" / "chemprop_hu_features.py")])
+    return {**score_peer(data, preds), "seconds": preds.seconds}
+
+COLUMNS = ["ecfp4_rf", "ecfp4_svm", "chemprop", "chemprop-hu-features", "gin-paper-scratch", "gin-default-scratch", "gin-paper-pretrained",
            "gin-default-pretrained", "gin-default-rdkit2d-scratch", "gin-default-rdkit2d-pretrained"]
 
 

@@ -263,10 +263,11 @@ def _run(cmd: list[str], log_path: Path, env: dict) -> None:
 
 @PEERS.register("chemprop")
 def chemprop_dmpnn(data: PeerData, seed: int, epochs: Optional[int] = None, work_dir: Optional[str] = None,
-                   threads: int = 1) -> PeerPredictions:
+                   threads: int = 1, command: Optional[Sequence[str]] = None) -> PeerPredictions:
     """chemprop's CLI defaults (``epochs`` None) on our split; files and logs in ``work_dir``
-    (a temporary folder, removed afterwards, when None)."""
-    cmd = chemprop_command()
+    (a temporary folder, removed afterwards, when None). ``command``: what runs chemprop's
+    command line (default :func:`chemprop_command`; e.g. a launcher that changes its featurisers)."""
+    cmd = list(command) if command is not None else chemprop_command()
     columns = [f"task_{t}" for t in range(data.num_tasks)]
     tmp = None
     if work_dir is None:

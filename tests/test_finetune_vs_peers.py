@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,3 +53,29 @@ def test_results_resume_per_unit_and_keep_inits_apart(bench, tmp_path, monkeypat
     header = next(line for line in table.splitlines() if line.startswith("| data"))
     assert header == "| data (metric) | ecfp4_svm | gin-default-pretrained (ckpt-a) | gin-default-pretrained (ckpt-b) |"
     assert "| freesolv (rmse) | 3.500 (0.500) n=2, 1 s | 1.500 (0.500) n=2, 1 s | 11.500 (0.500) n=2, 1 s |" in table
+
+
+def test_chemprops_hu_featurisers_encode_exactly_what_the_gin_sees():
+    """The architecture study's chemprop inputs carry the same information as Hu et al.'s integer
+    features, atom by atom and bond by bond, on a molecule with chirality and bond directions."""
+    from rdkit import Chem
+
+    from graphmvp.features import atom_features, bond_features
+
+    spec = importlib.util.spec_from_file_location("chemprop_hu_features", REPO / "benchmarks" / "chemprop_hu_features.py")
+    hu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hu)
+    mol = Chem.MolFromSmiles("F/C=C/[C@H](Cl)c1ccc[nH]1.[Na+]")
+    _, atoms = atom_features(mol)
+    _, bonds = bond_features(mol)
+    af, bf = hu.HuAtomFeaturizer(), hu.HuBondFeaturizer()
+    assert len(af) == 124 and len(bf) == 8
+    for atom in mol.GetAtoms():
+        x = af(atom)
+        assert x.sum() == 2 and x.shape == (124,)
+        assert np.flatnonzero(x).tolist() == [atoms[atom.GetIdx(), 0], 120 + atoms[atom.GetIdx(), 1]]
+    for bond in mol.GetBonds():
+        x = bf(bond)
+        assert np.flatnonzero(x).tolist() == [1 + bonds[2 * bond.GetIdx(), 0], 5 + bonds[2 * bond.GetIdx(), 1]]
+    assert bonds[:, 1].max() > 0 and atoms[:, 1].max() > 0  # the molecule exercises both
+    assert bf(None).tolist() == [1, 0, 0, 0, 0, 0, 0, 0] and not af(None).any()
