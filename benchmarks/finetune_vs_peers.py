@@ -11,7 +11,9 @@ Methods (``--methods``, default all that can run):
 * ``ecfp4_rf``, ``ecfp4_svm``, ``chemprop``: :mod:`graphmvp.finetune.peers` (the ``[bench]`` extra);
 * ``chemprop-hu-features``: chemprop's D-MPNN and CLI defaults with our GIN's inputs (Hu et al.'s
   atom type, chirality, bond type, bond direction; ``benchmarks/chemprop_hu_features.py``): what
-  chemprop's richer featurisation buys, apart from its architecture.
+  chemprop's richer featurisation buys, apart from its architecture;
+* ``chemprop-rdkit2d``: chemprop with ``--molecule-featurizers rdkit_2d`` (scaled on the training
+  part), the counterpart of the GIN's ``--extra-features rdkit2d``.
 
 Data sets (``--datasets``): ``freesolv``, ``esol``, ``lipo`` (scaffold split 80/10/10, RMSE),
 ``bbbp``, ``bace`` (scaffold split, ROC-AUC) from ``../shared/data/moleculenet`` (chemprop's CSV
@@ -180,18 +182,27 @@ for _name in ("ecfp4_rf", "ecfp4_svm", "chemprop"):
     METHODS.register(_name)(_peer(_name))
 
 
-@METHODS.register("chemprop-hu-features")
-def chemprop_hu_features(ds: BenchSet, seed: int, args, work: Path) -> dict:
-    """chemprop's D-MPNN and protocol with our GIN's inputs (``chemprop_hu_features.py``)."""
-    from graphmvp.finetune.peers import chemprop_dmpnn, peer_data, score_peer
+def _chemprop_variant(folder: str, **options) -> Callable:
+    def run(ds: BenchSet, seed: int, args, work: Path) -> dict:
+        from graphmvp.finetune.peers import chemprop_dmpnn, peer_data, score_peer
 
-    data = peer_data(ds.config(seeds=(seed,), progress=False), seed)
-    preds = chemprop_dmpnn(data, seed, work_dir=str(work / "chemprop-hu" / ds.name.replace(":", "_") / f"s{seed}"),
-                           threads=args.threads,
-                           command=[sys.executable, str(REPO / "benchmarks" / "chemprop_hu_features.py")])
-    return {**score_peer(data, preds), "seconds": preds.seconds}
+        data = peer_data(ds.config(seeds=(seed,), progress=False), seed)
+        preds = chemprop_dmpnn(data, seed, work_dir=str(work / folder / ds.name.replace(":", "_") / f"s{seed}"),
+                               threads=args.threads, **options)
+        return {**score_peer(data, preds), "seconds": preds.seconds}
 
-COLUMNS = ["ecfp4_rf", "ecfp4_svm", "chemprop", "chemprop-hu-features", "gin-paper-scratch", "gin-default-scratch", "gin-paper-pretrained",
+    return run
+
+
+#: chemprop's D-MPNN and protocol with our GIN's inputs (``chemprop_hu_features.py``)
+METHODS.register("chemprop-hu-features")(_chemprop_variant(
+    "chemprop-hu", command=[sys.executable, str(REPO / "benchmarks" / "chemprop_hu_features.py")]))
+#: chemprop with RDKit 2D descriptors beside its learned embedding (scaled on the training part),
+#: the counterpart of ``--extra-features rdkit2d``
+METHODS.register("chemprop-rdkit2d")(_chemprop_variant(
+    "chemprop-rdkit2d", featurizer_args=["--molecule-featurizers", "rdkit_2d"]))
+
+COLUMNS = ["ecfp4_rf", "ecfp4_svm", "chemprop", "chemprop-hu-features", "chemprop-rdkit2d", "gin-paper-scratch", "gin-default-scratch", "gin-paper-pretrained",
            "gin-default-pretrained", "gin-default-rdkit2d-scratch", "gin-default-rdkit2d-pretrained"]
 
 

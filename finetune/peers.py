@@ -263,10 +263,13 @@ def _run(cmd: list[str], log_path: Path, env: dict) -> None:
 
 @PEERS.register("chemprop")
 def chemprop_dmpnn(data: PeerData, seed: int, epochs: Optional[int] = None, work_dir: Optional[str] = None,
-                   threads: int = 1, command: Optional[Sequence[str]] = None) -> PeerPredictions:
+                   threads: int = 1, command: Optional[Sequence[str]] = None,
+                   featurizer_args: Sequence[str] = ()) -> PeerPredictions:
     """chemprop's CLI defaults (``epochs`` None) on our split; files and logs in ``work_dir``
     (a temporary folder, removed afterwards, when None). ``command``: what runs chemprop's
-    command line (default :func:`chemprop_command`; e.g. a launcher that changes its featurisers)."""
+    command line (default :func:`chemprop_command`; e.g. a launcher that changes its featurisers);
+    ``featurizer_args``: options given to both ``train`` and ``predict`` (e.g.
+    ``["--molecule-featurizers", "rdkit_2d"]``)."""
     cmd = list(command) if command is not None else chemprop_command()
     columns = [f"task_{t}" for t in range(data.num_tasks)]
     tmp = None
@@ -292,7 +295,7 @@ def chemprop_dmpnn(data: PeerData, seed: int, epochs: Optional[int] = None, work
                  "--task-type", data.task_type,
                  "--smiles-columns", "smiles", "--target-columns", *columns, "--output-dir", str(out),
                  "--pytorch-seed", str(seed), "--data-seed", str(seed), "--accelerator", "cpu", "--devices", "1",
-                 "--num-workers", "0"]
+                 "--num-workers", "0", *featurizer_args]
         if epochs is not None:
             train += ["--epochs", str(epochs)]
         _run(train, work / "chemprop.log", env)
@@ -304,7 +307,7 @@ def chemprop_dmpnn(data: PeerData, seed: int, epochs: Optional[int] = None, work
             target = work / f"{p}_predictions.csv"
             _run([*cmd, "predict", "--test-path", str(work / f"{p}.csv"), "--smiles-columns", "smiles",
                   "--model-paths", str(models[0]), "--preds-path", str(target), "--accelerator", "cpu",
-                  "--devices", "1", "--num-workers", "0"], work / "chemprop.log", env)
+                  "--devices", "1", "--num-workers", "0", *featurizer_args], work / "chemprop.log", env)
             preds[p] = _read_predictions(target, len(data.smiles[p]), columns)
     finally:
         if tmp is not None:
