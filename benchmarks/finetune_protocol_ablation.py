@@ -4,8 +4,9 @@ Variants of a GIN without pretraining on the scaffold split of a data set (defau
 ``paper`` (``--protocol paper``), ``paper+standardize``, ``default`` (``--protocol default``), and
 ``default`` with one candidate reverted to (or, for the extras, switched from) its paper value
 each (:data:`VARIANTS`). A candidate is kept when reverting it makes the validation and test RMSE
-worse. One line per (data set, variant, seed) in ``WORK/ablation.jsonl``; a rerun resumes;
-``WORK/ABLATION.md`` holds the table (test and validation RMSE at the best-validation epoch,
+worse. One line per (data set, variant, seed) in ``RESULTS/ablation.jsonl`` (``--results``, default
+``benchmarks/results/finetune_protocol_ablation/``, kept in git); a rerun resumes;
+``RESULTS/ABLATION.md`` holds the table (test and validation RMSE at the best-validation epoch,
 mean (std) over seeds, epochs trained, seconds)::
 
     nice -n 15 python benchmarks/finetune_protocol_ablation.py --work runs/ablation --datasets freesolv --seeds 0 1
@@ -40,6 +41,10 @@ VARIANTS = {
     "default + clip 1": {"protocol": "default", "grad_clip": 1.0},
     "default + wd 1e-5": {"protocol": "default", "weight_decay": 1e-5},
     "default + sum pool": {"protocol": "default", "pooling": "sum"},
+    # what chemprop's D-MPNN does differently (dropout 0, depth 3, sum-like "norm" aggregation)
+    "default + dropout 0": {"protocol": "default", "dropout": 0.0},
+    "default + 3 layers": {"protocol": "default", "num_layers": 3},
+    "default + dropout 0 + sum pool": {"protocol": "default", "dropout": 0.0, "pooling": "sum"},
 }
 
 
@@ -60,7 +65,9 @@ def table(results: list[dict]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work", required=True)
+    p.add_argument("--work", required=True, help="run folders and data copies")
+    p.add_argument("--results", default=str(Path(__file__).resolve().parent / "results" / "finetune_protocol_ablation"),
+                   help="folder of ablation.jsonl and ABLATION.md (default: in the repository)")
     p.add_argument("--datasets", nargs="+", default=["freesolv"])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
@@ -75,7 +82,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    path = work / "ablation.jsonl"
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / "ablation.jsonl"
     for name in args.datasets:
         ds = bench_set(name, args, work)
         for variant in args.variants:
@@ -93,7 +102,7 @@ def main(argv=None) -> int:
                 append_result(path, rec)
                 print(f"{ds.name} / {variant} / seed {seed}: test RMSE {rec['test']['rmse']:.3f} valid "
                       f"{rec['valid']['rmse']:.3f} ({rec['epochs']} epochs, {rec['seconds']:.0f} s)", flush=True)
-                write_text_atomic(work / "ABLATION.md", table(read_results(path)))
+                write_text_atomic(results / "ABLATION.md", table(read_results(path)))
     print(table(read_results(path)))
     return 0
 

@@ -9,6 +9,9 @@ Methods (``--methods``, default all that can run):
 * ``gin-default-rdkit2d-scratch`` / ``gin-default-rdkit2d-pretrained``: the default protocol with
   ``--extra-features rdkit2d`` (normalised RDKit 2D descriptors beside the graph embedding);
 * ``ecfp4_rf``, ``ecfp4_svm``, ``chemprop``: :mod:`graphmvp.finetune.peers` (the ``[bench]`` extra);
+* ``gin-default-sum-scratch`` / ``gin-default-sum-pretrained``: the default protocol with sum
+  pooling instead of mean (chemprop's D-MPNN sums its atom vectors, scaled by 1/100: the size of a
+  molecule stays visible to the head);
 * ``chemprop-hu-features``: chemprop's D-MPNN and CLI defaults with our GIN's inputs (Hu et al.'s
   atom type, chirality, bond type, bond direction; ``benchmarks/chemprop_hu_features.py``): what
   chemprop's richer featurisation buys, apart from its architecture;
@@ -162,6 +165,7 @@ for _protocol in ("paper", "default"):
 for _pre in (False, True):
     METHODS.register(f"gin-default-rdkit2d-{'pretrained' if _pre else 'scratch'}")(
         _gin("default", _pre, extra_features="rdkit2d"))
+    METHODS.register(f"gin-default-sum-{'pretrained' if _pre else 'scratch'}")(_gin("default", _pre, pooling="sum"))
 
 
 def _peer(name: str) -> Callable:
@@ -203,7 +207,8 @@ METHODS.register("chemprop-rdkit2d")(_chemprop_variant(
     "chemprop-rdkit2d", featurizer_args=["--molecule-featurizers", "rdkit_2d"]))
 
 COLUMNS = ["ecfp4_rf", "ecfp4_svm", "chemprop", "chemprop-hu-features", "chemprop-rdkit2d", "gin-paper-scratch", "gin-default-scratch", "gin-paper-pretrained",
-           "gin-default-pretrained", "gin-default-rdkit2d-scratch", "gin-default-rdkit2d-pretrained"]
+           "gin-default-pretrained", "gin-default-rdkit2d-scratch", "gin-default-rdkit2d-pretrained",
+           "gin-default-sum-scratch", "gin-default-sum-pretrained"]
 
 
 def init_of(method: str, args) -> Optional[str]:
