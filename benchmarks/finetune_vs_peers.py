@@ -9,9 +9,11 @@ Methods (``--methods``, default all that can run):
 * ``gin-default-rdkit2d-scratch`` / ``gin-default-rdkit2d-pretrained``: the default protocol with
   ``--extra-features rdkit2d`` (normalised RDKit 2D descriptors beside the graph embedding);
 * ``ecfp4_rf``, ``ecfp4_svm``, ``chemprop``: :mod:`graphmvp.finetune.peers` (the ``[bench]`` extra);
-* ``gin-default-sum-scratch`` / ``gin-default-sum-pretrained``: the default protocol with sum
-  pooling instead of mean (chemprop's D-MPNN sums its atom vectors, scaled by 1/100: the size of a
-  molecule stays visible to the head);
+* ``gin-default-mean-*``: the default protocol with mean pooling, what it used before regression
+  moved to sum pooling (chemprop's D-MPNN sums its atom vectors, scaled by 1/100: the size of a
+  molecule stays visible to the head). Results recorded before that change under ``gin-default-*``
+  on regression sets were renamed to ``gin-default-mean-*`` (and ``gin-default-sum-*`` to
+  ``gin-default-*``) in ``results.jsonl``, so that a name always means one configuration;
 * ``chemprop-hu-features``: chemprop's D-MPNN and CLI defaults with our GIN's inputs (Hu et al.'s
   atom type, chirality, bond type, bond direction; ``benchmarks/chemprop_hu_features.py``): what
   chemprop's richer featurisation buys, apart from its architecture;
@@ -163,9 +165,11 @@ for _protocol in ("paper", "default"):
     for _pre in (False, True):
         METHODS.register(f"gin-{_protocol}-{'pretrained' if _pre else 'scratch'}")(_gin(_protocol, _pre))
 for _pre in (False, True):
-    METHODS.register(f"gin-default-rdkit2d-{'pretrained' if _pre else 'scratch'}")(
-        _gin("default", _pre, extra_features="rdkit2d"))
-    METHODS.register(f"gin-default-sum-{'pretrained' if _pre else 'scratch'}")(_gin("default", _pre, pooling="sum"))
+    _end = "pretrained" if _pre else "scratch"
+    METHODS.register(f"gin-default-rdkit2d-{_end}")(_gin("default", _pre, extra_features="rdkit2d"))
+    # the default protocol's pooling before it became sum for regression (mean: Hu et al.'s, the checkpoints')
+    METHODS.register(f"gin-default-mean-{_end}")(_gin("default", _pre, pooling="mean"))
+    METHODS.register(f"gin-default-mean-rdkit2d-{_end}")(_gin("default", _pre, pooling="mean", extra_features="rdkit2d"))
 
 
 def _peer(name: str) -> Callable:
@@ -208,7 +212,8 @@ METHODS.register("chemprop-rdkit2d")(_chemprop_variant(
 
 COLUMNS = ["ecfp4_rf", "ecfp4_svm", "chemprop", "chemprop-hu-features", "chemprop-rdkit2d", "gin-paper-scratch", "gin-default-scratch", "gin-paper-pretrained",
            "gin-default-pretrained", "gin-default-rdkit2d-scratch", "gin-default-rdkit2d-pretrained",
-           "gin-default-sum-scratch", "gin-default-sum-pretrained"]
+           "gin-default-mean-scratch", "gin-default-mean-pretrained", "gin-default-mean-rdkit2d-scratch",
+           "gin-default-mean-rdkit2d-pretrained"]
 
 
 def init_of(method: str, args) -> Optional[str]:
@@ -243,7 +248,20 @@ def append_result(path: Path, record: dict) -> None:
         f.flush()
 
 
+def unique(results: list[dict]) -> list[dict]:
+    """The first result of every (data set, method, init, seed): two processes sharing a results
+    file may both run a unit; the later copy is ignored."""
+    seen, out = set(), []
+    for r in results:
+        key = (r["dataset"], r["method"], r.get("init"), r["seed"])
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
 def markdown(results: list[dict]) -> str:
+    results = unique(results)
     metric_of = {r["dataset"]: r["metric"] for r in results}
     order = {m: i for i, m in enumerate(COLUMNS)}
     methods = sorted({column(r) for r in results}, key=lambda c: (order.get(c.split(" ")[0], len(order)), c))

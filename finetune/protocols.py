@@ -15,7 +15,9 @@ are what ``config.json`` records.
     targets, an MLP head, lr 1e-3 with a 2-epoch linear warm-up from lr/10 then exponential
     decay to lr/10 at the last epoch (chemprop's "noam"), at most 100 epochs with early stopping
     after 30 epochs without a better validation value (reported numbers are those of the best
-    epoch, whose weights ``--save-model`` keeps). DTA tasks keep the paper protocol.
+    epoch, whose weights ``--save-model`` keeps); for regression, sum pooling instead of the
+    checkpoint's mean (solubility-like targets grow with the molecule, and a mean hides its size:
+    ESOL and FreeSolv measurements in ``docs/benchmarks.md``). DTA tasks keep the paper protocol.
 
 Schedules (:data:`SCHEDULES`): ``constant`` (no scheduler at all), ``noam`` (linear warm-up from
 ``lr/10`` to ``lr`` over ``warmup_epochs``, then exponential decay to ``lr/10`` at the end),
@@ -36,16 +38,20 @@ from graphmvp.registry import Registry
 
 @dataclass(frozen=True)
 class Protocol:
-    """``values``: option -> default for classification and regression; ``dta``: the same for
-    DTA tasks (options absent from a mapping take the task type's values)."""
+    """``values``: option -> default for classification and regression; ``regression``: values
+    that replace those for regression only; ``dta``: the defaults of DTA tasks (options absent
+    from a mapping take the task type's values)."""
 
     name: str
     description: str
     values: dict[str, Any] = field(default_factory=dict)
     dta: dict[str, Any] = field(default_factory=dict)
+    regression: dict[str, Any] = field(default_factory=dict)
 
     def defaults(self, task_type: str) -> dict[str, Any]:
-        return dict(self.dta if task_type == "dta" else self.values)
+        if task_type == "dta":
+            return dict(self.dta)
+        return {**self.values, **(self.regression if task_type == "regression" else {})}
 
 
 #: the options a protocol decides (a user's explicit value wins); with their paper values
@@ -57,10 +63,11 @@ PROTOCOLS: Registry = Registry("protocol")
 PROTOCOLS.register("paper")(Protocol("paper", "upstream GraphMVP fine-tuning (reproduction tables)", PAPER_VALUES,
                                      PAPER_VALUES))
 PROTOCOLS.register("default")(Protocol(
-    "default", "batch 32, standardised targets, MLP head, noam schedule, early stopping",
+    "default", "batch 32, standardised targets, MLP head, noam schedule, early stopping; regression: sum pooling",
     {**PAPER_VALUES, "batch_size": 32, "standardize": True, "head": "mlp", "lr_schedule": "noam", "warmup_epochs": 2.0,
      "patience": 30},
     PAPER_VALUES,
+    regression={"pooling": "sum"},
 ))
 
 

@@ -34,6 +34,10 @@ def test_default_protocol_and_explicit_options_win():
     c = FinetuneConfig(task="esol", batch_size=64, head="linear", standardize=False, patience=0).resolved()
     assert (c.batch_size, c.head, c.standardize, c.patience) == (64, "linear", False, 0)
     assert FinetuneConfig(task="bbbp").resolved().standardize is False          # classification: never
+    assert FinetuneConfig(task="esol").resolved().pooling == "sum"              # regression: sum
+    assert FinetuneConfig(task="bbbp").resolved().pooling is None               # classification: the encoder's
+    assert FinetuneConfig(task="esol", pooling="mean").resolved().pooling == "mean"
+    assert FinetuneConfig(task="esol", protocol="paper").resolved().pooling is None
     dta = FinetuneConfig(task="davis").resolved()                             # DTA keeps the paper protocol
     assert (dta.batch_size, dta.head, dta.lr_schedule) == (256, "linear", "constant")
 
@@ -83,7 +87,8 @@ def test_early_stopping_and_config_json(tmp_path, monkeypatch):
     (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
     cfg = FinetuneConfig(data_file=str(tmp_path / "d.csv"), smiles_col="smiles", label_cols="y", task_type="regression",
                          split="random", epochs=40, lr=1e-6, patience=2, num_layers=1, emb_dim=8, out=str(tmp_path / "r"),
-                         progress=False, threads=1, use_cache=False, grad_clip=1.0)
+                         progress=False, threads=1, use_cache=False, grad_clip=1.0,
+                         pooling="mean")  # at lr 1e-6 a sum-pooled validation RMSE still creeps down
     summary = finetune(cfg)
     per = summary["per_seed"][0]
     assert per["epochs_trained"] < 40 and per["stopped_early"] == per["epochs_trained"]

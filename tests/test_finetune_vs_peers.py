@@ -53,6 +53,9 @@ def test_results_resume_per_unit_and_keep_inits_apart(bench, tmp_path, monkeypat
     header = next(line for line in table.splitlines() if line.startswith("| data"))
     assert header == "| data (metric) | ecfp4_svm | gin-default-pretrained (ckpt-a) | gin-default-pretrained (ckpt-b) |"
     assert "| freesolv (rmse) | 3.500 (0.500) n=2, 1 s | 1.500 (0.500) n=2, 1 s | 11.500 (0.500) n=2, 1 s |" in table
+    # two processes that both finished a unit: the later copy is ignored
+    duplicate = dict(rows[0], test={"rmse": 100.0})
+    assert bench.markdown([*rows, duplicate]) == bench.markdown(rows)
 
 
 def test_chemprops_hu_featurisers_encode_exactly_what_the_gin_sees():
