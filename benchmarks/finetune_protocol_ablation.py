@@ -41,10 +41,13 @@ VARIANTS = {
     "default + clip 1": {"protocol": "default", "grad_clip": 1.0},
     "default + wd 1e-5": {"protocol": "default", "weight_decay": 1e-5},
     "default + sum pool": {"protocol": "default", "pooling": "sum"},
+    "default, mean pool": {"protocol": "default", "pooling": "mean"},
     # what chemprop's D-MPNN does differently (dropout 0, depth 3, sum-like "norm" aggregation)
     "default + dropout 0": {"protocol": "default", "dropout": 0.0},
     "default + 3 layers": {"protocol": "default", "num_layers": 3},
-    "default + dropout 0 + sum pool": {"protocol": "default", "dropout": 0.0, "pooling": "sum"},
+    # measured while the default's regression pooling was still mean
+    "default, mean pool + dropout 0": {"protocol": "default", "pooling": "mean", "dropout": 0.0},
+    "default, mean pool + 3 layers": {"protocol": "default", "pooling": "mean", "num_layers": 3},
 }
 
 

@@ -213,6 +213,10 @@ def load_results(results: Path) -> list[dict]:
     return rows
 
 
+#: seeds of a complete cell; a cell with fewer says how many it has
+FULL_SEEDS = 3
+
+
 def entries(rows: list[dict], epoch_key: str, metric: str, row_order: list[str]) -> list[Entry]:
     """One :class:`Entry` per (method, task) with ``metric``: mean and population std over the seeds
     present. A non-finite seed makes the cell NaN (never averaged away)."""
@@ -229,8 +233,7 @@ def entries(rows: list[dict], epoch_key: str, metric: str, row_order: list[str])
         bad = sum(not math.isfinite(v) for v in values)
         mean = sum(values) / n if not bad else float("nan")
         std = math.sqrt(sum((v - mean) ** 2 for v in values) / n) if not bad else float("nan")
-        label = method if n >= 3 else f"{method} [{n} seed{'s' if n > 1 else ''}]"
-        out.append(Entry(Path("."), task, label, metric, mean, std, n, bad))
+        out.append(Entry(Path("."), task, method, metric, mean, std, n, bad))
     return out
 
 
@@ -263,7 +266,8 @@ def render_report(rows: list[dict], row_order: list[str], header: str) -> str:
                           ("test_at_last_epoch", "test at the last epoch")):
             es = entries(group_rows, key, metric, row_order)
             if es:
-                parts.append(f"### {what}\n\n" + format_table(es, fmt="markdown", epoch="best" if key == "test_at_best_valid" else "last"))
+                parts.append(f"### {what}\n\n" + format_table(es, fmt="markdown", epoch="best" if key == "test_at_best_valid" else "last",
+                                                                  full_seeds=FULL_SEEDS))
         if metric in PAPER:
             paper = paper_table(metric, tasks)
             if paper:
@@ -287,7 +291,7 @@ dropout 0.2 on DeepDTA's setting-1 folds (validation = a seeded 20% of the train
 (ECFP4 + RF, ECFP4 + Tanimoto SVM/SVR, chemprop 2.3.1 D-MPNN with its CLI defaults) are trained
 and scored on the same rows of the same split (`finetune/peers.py`); a peer has one model per
 seed, so its best-validation and last-epoch figures are the same. A method with fewer than 3
-seeds so far is labelled with its seed count. Cells: mean(std) over seeds, population std.
+seeds so far says its seed count in the cell. Cells: mean(std) over seeds, population std.
 """
 
 

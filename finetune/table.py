@@ -79,14 +79,16 @@ def _task_order(tasks: set[str]) -> list[str]:
     return known + sorted(tasks - set(known))
 
 
-def _cell(value: float, std: float, metric: str, nonfinite: int = 0, seeds: int = 0) -> str:
+def _cell(value: float, std: float, metric: str, nonfinite: int = 0, seeds: int = 0, full_seeds: int = 0) -> str:
+    """``full_seeds``: a cell with fewer seeds than this says how many it has (``[2 seeds]``)."""
     if nonfinite:
         return f"nan({nonfinite}/{seeds} seeds)"
     if math.isnan(value):
         return "nan"
+    partial = f" [{seeds} seed{'s' if seeds != 1 else ''}]" if 0 < seeds < full_seeds else ""
     if metric == "roc_auc":
-        return f"{100 * value:.1f}({100 * std:.1f})"
-    return f"{value:.3f}({std:.3f})"
+        return f"{100 * value:.1f}({100 * std:.1f}){partial}"
+    return f"{value:.3f}({std:.3f}){partial}"
 
 
 def build_table(entries: Sequence[Entry]) -> tuple[list[str], list[str], dict]:
@@ -101,7 +103,7 @@ def build_table(entries: Sequence[Entry]) -> tuple[list[str], list[str], dict]:
     return methods, _task_order({e.task for e in entries}), cells
 
 
-def format_table(entries: Sequence[Entry], fmt: str = "text", epoch: str = "best") -> str:
+def format_table(entries: Sequence[Entry], fmt: str = "text", epoch: str = "best", full_seeds: int = 0) -> str:
     if fmt not in FORMATS:
         raise FinetuneError(f"--format {fmt!r}: allowed: {', '.join(FORMATS)}")
     methods, tasks, cells = build_table(entries)
@@ -116,7 +118,7 @@ def format_table(entries: Sequence[Entry], fmt: str = "text", epoch: str = "best
         means = []
         for t in tasks:
             e = cells.get((m, t))
-            row.append(_cell(e.mean, e.std, e.metric, e.nonfinite, e.seeds) if e else "-")
+            row.append(_cell(e.mean, e.std, e.metric, e.nonfinite, e.seeds, full_seeds) if e else "-")
             if e:
                 means.append(e.mean)
         if single_metric and len(tasks) > 1:
