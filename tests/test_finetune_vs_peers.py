@@ -3,24 +3,17 @@ rerun resumes and a new --init is a new column rather than being mixed with the 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("finetune_vs_peers", REPO / "benchmarks" / "finetune_vs_peers.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["finetune_vs_peers"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("finetune_vs_peers")
 
 
 def test_results_resume_per_unit_and_keep_inits_apart(bench, tmp_path, monkeypatch):
@@ -65,9 +58,7 @@ def test_chemprops_hu_featurisers_encode_exactly_what_the_gin_sees():
 
     from graphmvp.features import atom_features, bond_features
 
-    spec = importlib.util.spec_from_file_location("chemprop_hu_features", REPO / "benchmarks" / "chemprop_hu_features.py")
-    hu = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(hu)
+    hu = load_benchmark("chemprop_hu_features")
     mol = Chem.MolFromSmiles("F/C=C/[C@H](Cl)c1ccc[nH]1.[Na+]")
     _, atoms = atom_features(mol)
     _, bonds = bond_features(mol)

@@ -3,26 +3,17 @@ every seed (a NaN seed is never averaged away) and puts the paper's figures besi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_file
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import load_benchmark, shared_file
 
 
 @pytest.fixture(scope="module")
 def table():
-    spec = importlib.util.spec_from_file_location("moleculenet_table", REPO / "benchmarks" / "moleculenet_table.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["moleculenet_table"] = mod  # dataclasses look their module up while it loads
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("moleculenet_table")
 
 
 def _row(task, method, seed, value, last=None, metric="rmse"):

@@ -5,25 +5,20 @@ finished run is released as a float16 manifest entry with its data card."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import load_benchmark
+
 SMILES = ["CCO", "CCN", "CCC(=O)O", "c1ccccc1O", "CC(C)N", "OCCO", "CC#N", "C1CCNCC1"]
 TINY = "--emb-dim 16 --num-layers 2 --batch-size 4 --log-every 1000"
 
 
 @pytest.fixture(scope="module")
 def driver():
-    spec = importlib.util.spec_from_file_location("release_pretraining", REPO / "benchmarks" / "release_pretraining.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["release_pretraining"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("release_pretraining")
 
 
 @pytest.fixture(scope="module")
