@@ -171,45 +171,34 @@ for _pre in (False, True):
     METHODS.register(f"gin-default-mean-rdkit2d-{_end}")(_gin("default", _pre, pooling="mean", extra_features="rdkit2d"))
 
 
-def _peer(name: str) -> Callable:
+def _peer(name: str, folder: Optional[str] = None, **options) -> Callable:
+    """The registered peer ``name`` with ``options``; with ``folder``, a chemprop run whose files
+    go to ``work/folder/<data set>/s<seed>`` on ``--threads`` threads."""
     def run(ds: BenchSet, seed: int, args, work: Path) -> dict:
         from graphmvp.finetune.peers import peer_data, run_peer, score_peer
 
         data = peer_data(ds.config(seeds=(seed,), progress=False), seed)
-        options = {"work_dir": str(work / "chemprop" / ds.name.replace(":", "_") / f"s{seed}"),
-                   "threads": args.threads} if name == "chemprop" else {}
-        preds = run_peer(name, data, seed, **options)
-        scores = score_peer(data, preds)
-        return {**scores, "seconds": preds.seconds}
-
-    return run
-
-
-for _name in ("ecfp4_rf", "ecfp4_svm", "chemprop"):
-    METHODS.register(_name)(_peer(_name))
-
-
-def _chemprop_variant(folder: str, **options) -> Callable:
-    def run(ds: BenchSet, seed: int, args, work: Path) -> dict:
-        from graphmvp.finetune.peers import chemprop_dmpnn, peer_data, score_peer
-
-        data = peer_data(ds.config(seeds=(seed,), progress=False), seed)
-        preds = chemprop_dmpnn(data, seed, work_dir=str(work / folder / ds.name.replace(":", "_") / f"s{seed}"),
-                               threads=args.threads, **options)
+        where = {} if folder is None else {"work_dir": str(work / folder / ds.name.replace(":", "_") / f"s{seed}"),
+                                           "threads": args.threads}
+        preds = run_peer(name, data, seed, **where, **options)
         return {**score_peer(data, preds), "seconds": preds.seconds}
 
     return run
 
 
+METHODS.register("ecfp4_rf")(_peer("ecfp4_rf"))
+METHODS.register("ecfp4_svm")(_peer("ecfp4_svm"))
+METHODS.register("chemprop")(_peer("chemprop", "chemprop"))
 #: chemprop's D-MPNN and protocol with our GIN's inputs (``chemprop_hu_features.py``)
-METHODS.register("chemprop-hu-features")(_chemprop_variant(
-    "chemprop-hu", command=[sys.executable, str(REPO / "benchmarks" / "chemprop_hu_features.py")]))
+METHODS.register("chemprop-hu-features")(_peer(
+    "chemprop", "chemprop-hu", command=[sys.executable, str(REPO / "benchmarks" / "chemprop_hu_features.py")]))
 #: chemprop with RDKit 2D descriptors beside its learned embedding (scaled on the training part),
 #: the counterpart of ``--extra-features rdkit2d``
-METHODS.register("chemprop-rdkit2d")(_chemprop_variant(
-    "chemprop-rdkit2d", featurizer_args=["--molecule-featurizers", "rdkit_2d"]))
+METHODS.register("chemprop-rdkit2d")(_peer("chemprop", "chemprop-rdkit2d",
+                                           featurizer_args=["--molecule-featurizers", "rdkit_2d"]))
 
-COLUMNS = ["ecfp4_rf", "ecfp4_svm", "chemprop", "chemprop-hu-features", "chemprop-rdkit2d", "gin-paper-scratch", "gin-default-scratch", "gin-paper-pretrained",
+COLUMNS = ["ecfp4_rf", "ecfp4_svm", "chemprop", "chemprop-hu-features", "chemprop-rdkit2d", "gin-paper-scratch",
+           "gin-default-scratch", "gin-paper-pretrained",
            "gin-default-pretrained", "gin-default-rdkit2d-scratch", "gin-default-rdkit2d-pretrained",
            "gin-default-mean-scratch", "gin-default-mean-pretrained", "gin-default-mean-rdkit2d-scratch",
            "gin-default-mean-rdkit2d-pretrained"]
