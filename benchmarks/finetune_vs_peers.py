@@ -14,6 +14,9 @@ Methods (``--methods``, default all that can run):
   molecule stays visible to the head). Results recorded before that change under ``gin-default-*``
   on regression sets were renamed to ``gin-default-mean-*`` (and ``gin-default-sum-*`` to
   ``gin-default-*``) in ``results.jsonl``, so that a name always means one configuration;
+* ``gin-default-chemprop-*`` (``-rdkit2d-*``): the default protocol with ``--graph-features
+  chemprop``: chemprop's atom and bond descriptors beside Hu et al.'s features (and the RDKit
+  descriptors);
 * ``chemprop-hu-features``: chemprop's D-MPNN and CLI defaults with our GIN's inputs (Hu et al.'s
   atom type, chirality, bond type, bond direction; ``benchmarks/chemprop_hu_features.py``): what
   chemprop's richer featurisation buys, apart from its architecture;
@@ -169,6 +172,10 @@ for _pre in (False, True):
     # the default protocol's pooling before it became sum for regression (mean: Hu et al.'s, the checkpoints')
     METHODS.register(f"gin-default-mean-{_end}")(_gin("default", _pre, pooling="mean"))
     METHODS.register(f"gin-default-mean-rdkit2d-{_end}")(_gin("default", _pre, pooling="mean", extra_features="rdkit2d"))
+    # chemprop's atom and bond descriptors in tables of their own (--graph-features chemprop)
+    METHODS.register(f"gin-default-chemprop-{_end}")(_gin("default", _pre, graph_features="chemprop"))
+    METHODS.register(f"gin-default-chemprop-rdkit2d-{_end}")(_gin("default", _pre, graph_features="chemprop",
+                                                                  extra_features="rdkit2d"))
 
 
 def _peer(name: str, folder: Optional[str] = None, **options) -> Callable:
@@ -200,6 +207,8 @@ METHODS.register("chemprop-rdkit2d")(_peer("chemprop", "chemprop-rdkit2d",
 COLUMNS = ["ecfp4_rf", "ecfp4_svm", "chemprop", "chemprop-hu-features", "chemprop-rdkit2d", "gin-paper-scratch",
            "gin-default-scratch", "gin-paper-pretrained",
            "gin-default-pretrained", "gin-default-rdkit2d-scratch", "gin-default-rdkit2d-pretrained",
+           "gin-default-chemprop-scratch", "gin-default-chemprop-pretrained", "gin-default-chemprop-rdkit2d-scratch",
+           "gin-default-chemprop-rdkit2d-pretrained",
            "gin-default-mean-scratch", "gin-default-mean-pretrained", "gin-default-mean-rdkit2d-scratch",
            "gin-default-mean-rdkit2d-pretrained"]
 

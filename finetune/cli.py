@@ -99,6 +99,12 @@ def build_run_parser() -> argparse.ArgumentParser:
                    help="molecule features concatenated to the pooled graph embedding before the head: morgan "
                         "(radius 2, 2048 bits, binary) or rdkit2d (RDKit 2D descriptors standardised with the "
                         "training split's mean/std); default none")
+    g.add_argument("--graph-features", metavar="KIND",
+                   help="hu: Hu et al.'s atom and bond features alone (what the encoders were pretrained on); "
+                        "chemprop: plus chemprop's atom descriptors (degree, formal charge, hydrogens, "
+                        "hybridisation, aromaticity) and bond descriptors (conjugated, in ring, stereo) in "
+                        "embedding tables of their own, zero-initialised on a pretrained encoder; GIN only. "
+                        "Default: the protocol's")
 
     g = p.add_argument_group("optimisation (unset options come from --protocol, then from the task type)")
     g.add_argument("--protocol", default="default",

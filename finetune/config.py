@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from graphmvp.finetune.errors import FinetuneError
-from graphmvp.finetune.model import HEADS
+from graphmvp.finetune.model import GRAPH_FEATURES, HEADS
 from graphmvp.finetune.splits import SPLITS
 from graphmvp.finetune.tasks import TASK_TYPES, TaskSpec, get_task
 from graphmvp.distributed import DistOptionError, check_device_name
@@ -52,7 +52,10 @@ class FinetuneConfig:
     checkpoint's; 5 / 300 / last for random init), ``pooling`` (None: the checkpoint's, else
     mean), ``dropout``, ``head`` (linear | mlp), ``head_hidden``, ``protein_encoder``,
     ``protein_length``, ``extra_features`` (None, or a :data:`graphmvp.finetune.extra_features.EXTRA_FEATURES`
-    name: morgan | rdkit2d, concatenated to the pooled embedding; molecule tasks only).
+    name: morgan | rdkit2d, concatenated to the pooled embedding; molecule tasks only),
+    ``graph_features`` (:data:`graphmvp.finetune.model.GRAPH_FEATURES`: ``hu``, Hu et al.'s atom
+    and bond features alone, what the encoders were pretrained on; ``chemprop``, plus chemprop's
+    atom and bond descriptors in embedding tables of their own; GIN and molecule tasks only).
 
     Optimisation: ``epochs``, ``batch_size``, ``lr``, ``weight_decay`` (Adam), ``encoder_lr_scale``
     (encoder lr = lr x this), ``freeze_encoder`` (linear probe: encoder frozen and in eval mode),
@@ -103,6 +106,7 @@ class FinetuneConfig:
     protein_encoder: str = "graphdta"
     protein_length: int = 1000
     extra_features: Optional[str] = None
+    graph_features: Optional[str] = None
     epochs: Optional[int] = None
     batch_size: Optional[int] = None
     lr: Optional[float] = None
@@ -301,6 +305,10 @@ class FinetuneConfig:
             get_featurizer(c.extra_features)
             if c.task_type == "dta":
                 raise FinetuneError("--extra-features applies to molecule tasks, not to DTA")
+        if c.graph_features not in GRAPH_FEATURES:
+            raise FinetuneError(f"--graph-features {c.graph_features!r}: allowed: {', '.join(GRAPH_FEATURES)}")
+        if c.graph_features != "hu" and c.task_type == "dta":
+            raise FinetuneError(f"--graph-features {c.graph_features} applies to molecule tasks, not to DTA")
         if c.freeze_encoder and c.encoder_lr_scale != 1.0:
             raise FinetuneError("--freeze-encoder and --encoder-lr-scale exclude each other")
         if c.out is None:

@@ -17,11 +17,13 @@ Reading (:func:`read_table`): CSV, gzipped CSV (``.gz``) or SDF (``.sdf``, ``.sd
 SDF properties). Every cell is read as text; empty cells (and ``nan``/``NA``) are missing labels
 (NaN); anything else must parse as a number, and classification labels must be 0 or 1.
 
-Featurising (:func:`featurise_table`): ``Chem.MolFromSmiles`` (by default no hydrogens added:
+Featurising (:func:`featurise_rows`): ``Chem.MolFromSmiles`` (by default no hydrogens added:
 downstream graphs hold only the atoms of the SMILES, as upstream; ``hydrogens="keep"`` adds them
 with ``Chem.AddHs`` to match an encoder pretrained on graphs with hydrogens), then
 :func:`graphmvp.features.graph_features`. The stored SMILES is RDKit's canonical SMILES of the
-parsed molecule (without added hydrogens).
+parsed molecule (without added hydrogens). The same molecule gives each graph its chemprop-style
+atom and bond descriptors (:mod:`graphmvp.descriptors`, :class:`GraphDescriptors`), kept beside
+the graphs and used with ``--graph-features chemprop``.
 Unparsable or unsupported molecules are skipped, counted by reason and listed; each kept
 molecule keeps its data-file row number (``row_index``), so splits and predictions can be traced
 back to the file.
@@ -29,7 +31,7 @@ back to the file.
 Cache (:func:`load_dataset`): the featurised molecules are written as a conformer store (the
 schema of :mod:`graphmvp.data.store`, molecules with zero conformers) plus a ``/finetune`` group
 (``labels`` float32 [M, T] with NaN = missing, ``label_names``, ``row_index`` int64 [M],
-``split_values``) to ``$GRAPHMVP_HOME/featurised/<name>-<key>.h5``; the key hashes the file's
+``split_values``, ``atom_descriptors`` / ``bond_descriptors`` in graph order) to ``$GRAPHMVP_HOME/featurised/<name>-<key>.h5``; the key hashes the file's
 SHA-256, the reading options and the featuriser version, so a changed file or option builds a new
 entry and an unchanged one is read back in well under a second.
 """
@@ -70,13 +72,14 @@ from graphmvp.download import (
     sha256_file,
 )
 from graphmvp.features import NO_ATOMS, SmilesError, downstream_graph, parse_smiles
+from graphmvp import descriptors
 from graphmvp.io import atomic_path
 from graphmvp.molgraph import MolGraph
 
 log = logging.getLogger(__name__)
 
 #: bump when featurisation or the cache layout changes (part of the cache key)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the /finetune group holds the descriptors (graphmvp.descriptors)
 MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "none", "null"})
 MIRROR_ENV = "GRAPHMVP_DATASETS_MIRROR"
 EMPTY_MOLECULE = "empty_molecule"
@@ -397,11 +400,28 @@ def _molecule(graph: MolGraph, smiles: str, source_id: str, row: int) -> Molecul
     )
 
 
-def featurise_table(table: RawTable, hydrogens: str = "drop") -> tuple[list[Molecule], list[SkipRecord]]:
-    """Featurise every row; return the kept molecules (``candidate_index`` = row number) and the
-    skipped rows with their reasons. ``hydrogens="keep"`` adds explicit hydrogens as atoms."""
+@dataclass
+class FeaturisedRows:
+    """What :func:`featurise_rows` made of a table: the kept molecules (``candidate_index`` = row
+    number), the skipped rows with their reasons, and the kept molecules' descriptors
+    (:mod:`graphmvp.descriptors`): atoms uint8 [N_i, Ca], directed edges uint8 [E_i, Cb]."""
+
+    kept: list[Molecule]
+    skipped: list[SkipRecord]
+    atom_descriptors: list[np.ndarray]
+    bond_descriptors: list[np.ndarray]
+
+    def descriptors(self) -> "GraphDescriptors":
+        return GraphDescriptors.concatenate(self.atom_descriptors, self.bond_descriptors)
+
+
+def featurise_rows(table: RawTable, hydrogens: str = "drop") -> FeaturisedRows:
+    """Featurise every row: its graph (Hu et al.'s features) and its descriptors, both from the
+    same RDKit molecule. ``hydrogens="keep"`` adds explicit hydrogens as atoms."""
     kept: list[Molecule] = []
     skipped: list[SkipRecord] = []
+    atom_desc: list[np.ndarray] = []
+    bond_desc: list[np.ndarray] = []
     lg = RDLogger.logger()
     lg.setLevel(RDLogger.CRITICAL)
     try:
@@ -430,9 +450,54 @@ def featurise_table(table: RawTable, hydrogens: str = "drop") -> tuple[list[Mole
                 continue
             canonical = Chem.MolToSmiles(mol)
             kept.append(_molecule(graph, canonical, source_id, row))
+            graph_mol = Chem.AddHs(mol) if hydrogens == "keep" else mol  # as downstream_graph saw it
+            atom_desc.append(descriptors.atom_descriptors(graph_mol))
+            bond_desc.append(descriptors.bond_descriptors(graph_mol))
     finally:
         lg.setLevel(RDLogger.WARNING)
-    return kept, skipped
+    return FeaturisedRows(kept, skipped, atom_desc, bond_desc)
+
+
+def featurise_table(table: RawTable, hydrogens: str = "drop") -> tuple[list[Molecule], list[SkipRecord]]:
+    """The kept molecules and the skipped rows of :func:`featurise_rows`."""
+    rows = featurise_rows(table, hydrogens)
+    return rows.kept, rows.skipped
+
+
+@dataclass
+class GraphDescriptors:
+    """The descriptors of M molecules, concatenated: ``atom`` uint8 [sum N_i, Ca], ``bond`` uint8
+    [sum E_i, Cb]; molecule ``i``'s rows start at ``atom_offsets[i]`` / ``edge_offsets[i]`` (int64
+    [M + 1]), in the order of its graph's atoms and directed edges."""
+
+    atom: np.ndarray
+    bond: np.ndarray
+    atom_offsets: np.ndarray
+    edge_offsets: np.ndarray
+
+    @classmethod
+    def concatenate(cls, atom: Sequence[np.ndarray], bond: Sequence[np.ndarray]) -> "GraphDescriptors":
+        ca, cb = len(descriptors.ATOM_DESCRIPTORS), len(descriptors.BOND_DESCRIPTORS)
+        offsets = [np.concatenate([[0], np.cumsum([len(x) for x in parts], dtype=np.int64)]) for parts in (atom, bond)]
+        return cls(np.concatenate(atom) if len(atom) else np.zeros((0, ca), np.uint8),
+                   np.concatenate(bond) if len(bond) else np.zeros((0, cb), np.uint8), *offsets)
+
+    def check(self, graphs: Sequence[MolGraph], source: str) -> None:
+        """Raise ``ValueError`` unless molecule ``i`` has a row per atom and per edge of ``graphs[i]``."""
+        atoms = np.diff(self.atom_offsets)
+        edges = np.diff(self.edge_offsets)
+        if len(atoms) != len(graphs) or any(a != g.num_atoms or e != g.num_edges for a, e, g in zip(atoms, edges, graphs)):
+            raise ValueError(f"{source}: the descriptors do not match the graphs")
+
+    def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """int64 (atom [N, Ca], bond [E, Cb]) of the molecules ``indices``, concatenated in that
+        order (the order of :func:`graphmvp.data.collate.batch_mol_graphs`)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        parts = []
+        for rows, offsets in ((self.atom, self.atom_offsets), (self.bond, self.edge_offsets)):
+            take = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in idx]) if len(idx) else np.zeros(0, np.int64)
+            parts.append(torch.from_numpy(rows[take].astype(np.int64)))
+        return parts[0], parts[1]
 
 
 # --------------------------------------------------------------------------------------- dataset
@@ -445,7 +510,8 @@ class MolDataset:
     ``graphs`` [M] (:class:`MolGraph`, Hu et al. features, no hydrogens), ``labels`` float32
     [M, T] (NaN = missing), ``smiles`` [M] (RDKit canonical), ``row_index`` int64 [M] (row in the
     data file), ``split_values`` [M] or None, ``num_rows`` (rows in the file), ``skipped``
-    (rows left out, with reasons).
+    (rows left out, with reasons), ``descriptors`` (:class:`GraphDescriptors` of the graphs, or
+    None when they were not computed).
     """
 
     graphs: list[MolGraph]
@@ -460,6 +526,7 @@ class MolDataset:
     source: str
     store_path: Optional[Path] = None
     info: dict = field(default_factory=dict)
+    descriptors: Optional[GraphDescriptors] = None
 
     def __len__(self) -> int:
         return len(self.graphs)
@@ -468,10 +535,15 @@ class MolDataset:
     def num_tasks(self) -> int:
         return int(self.labels.shape[1])
 
-    def batch(self, indices: Sequence[int]):
-        """(batched DGL graph of the molecules ``indices``, float32 labels [B, T])."""
+    def batch(self, indices: Sequence[int], descriptors: bool = False):
+        """(batched DGL graph of the molecules ``indices``, float32 labels [B, T]). With
+        ``descriptors`` the graph also holds ``ndata['atom_desc']`` int64 [N, Ca] and
+        ``edata['bond_desc']`` int64 [E, Cb] (:mod:`graphmvp.descriptors`)."""
         graphs = [self.graphs[i] for i in indices]
-        return batch_mol_graphs(graphs), torch.from_numpy(self.labels[np.asarray(indices, dtype=np.int64)])
+        g = batch_mol_graphs(graphs)
+        if descriptors:
+            attach_descriptors(g, self.descriptors, indices, self.source)
+        return g, torch.from_numpy(self.labels[np.asarray(indices, dtype=np.int64)])
 
     def label_summary(self, indices: Optional[np.ndarray] = None) -> dict:
         """Per label column: valid count and, for classification, positives; for regression,
@@ -510,6 +582,15 @@ class MolDataset:
         }
 
 
+def attach_descriptors(g, found: Optional[GraphDescriptors], indices: Sequence[int], source: str) -> None:
+    """Set ``g.ndata['atom_desc']`` / ``g.edata['bond_desc']`` of the batched graph ``g`` of the
+    molecules ``indices`` from ``found``; a one-line error when there are none."""
+    if found is None:
+        raise FinetuneError(f"{source}: its featurised data hold no atom/bond descriptors; featurise it again "
+                            "(delete its cache file under $GRAPHMVP_HOME/featurised)")
+    g.ndata["atom_desc"], g.edata["bond_desc"] = found.batch(indices)
+
+
 def cache_key(file_sha256: str, opts: TableOptions) -> str:
     """The featurised-cache key of a file content and reading options."""
     doc = {"file_sha256": file_sha256, "options": opts.key(), "cache_version": CACHE_VERSION, "features": "hu-simple"}
@@ -522,8 +603,9 @@ def _slug(text: str) -> str:
 
 
 def write_dataset_store(path: Path, molecules: list[Molecule], skipped: list[SkipRecord], table: RawTable,
-                        config: dict) -> None:
-    """Write a featurised data set: a conformer store + the /finetune group, atomically."""
+                        config: dict, found: Optional[GraphDescriptors] = None) -> None:
+    """Write a featurised data set: a conformer store + the /finetune group (with the
+    descriptors ``found`` of the molecules, when given), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = np.array([m.candidate_index for m in molecules], dtype=np.int64)
     with atomic_path(path) as tmp:
@@ -536,6 +618,10 @@ def write_dataset_store(path: Path, molecules: list[Molecule], skipped: list[Ski
             g.attrs["num_rows"] = table.num_rows
             if table.split_values is not None:
                 g.create_dataset("split_values", data=[table.split_values[r] for r in rows], dtype=h5py.string_dtype())
+            if found is not None:
+                g.create_dataset("atom_descriptors", data=found.atom)
+                g.create_dataset("bond_descriptors", data=found.bond)
+                g.attrs["descriptors"] = json.dumps(descriptors.describe(), sort_keys=True)
             write_checksums(f)  # now covering /finetune too
 
 
@@ -552,6 +638,12 @@ def read_dataset_store(path: Path, task_type: str, source: str) -> MolDataset:
         rows = g["row_index"][:].astype(np.int64)
         num_rows = int(g.attrs["num_rows"])
         split_values = list(g["split_values"].asstr()[:]) if "split_values" in g else None
+        found = None
+        if "atom_descriptors" in g and g.attrs.get("descriptors") == json.dumps(descriptors.describe(), sort_keys=True):
+            offsets = [np.concatenate([[0], np.cumsum([getattr(m, n) for m in mols], dtype=np.int64)])
+                       for n in ("num_atoms", "num_edges")]
+            found = GraphDescriptors(g["atom_descriptors"][:], g["bond_descriptors"][:], *offsets)
+            found.check(mols, str(path))
     return MolDataset(
         graphs=[m.graph for m in mols],
         labels=labels,
@@ -564,6 +656,7 @@ def read_dataset_store(path: Path, task_type: str, source: str) -> MolDataset:
         task_type=task_type,
         source=source,
         store_path=path,
+        descriptors=found,
     )
 
 
@@ -588,14 +681,15 @@ def load_dataset(path: str | os.PathLike, opts: TableOptions, name: Optional[str
             dataset = None
     if dataset is None:
         table = read_table(path, opts)
-        molecules, skipped = featurise_table(table, opts.hydrogens)
+        featurised = featurise_rows(table, opts.hydrogens)
+        molecules, skipped = featurised.kept, featurised.skipped
         if not molecules:
             example = f" (e.g. row {skipped[0].candidate_index}: {skipped[0].smiles[:60]!r}, {skipped[0].reason})" if skipped else ""
             raise FinetuneError(f"{path.name}: none of its {table.num_rows} rows is a valid molecule{example}")
         config = {"source": "finetune", "input": str(path), "file_sha256": file_sha, "features": "hu-simple",
                   "cache_version": CACHE_VERSION, **opts.key()}
         if use_cache:
-            write_dataset_store(store_path, molecules, skipped, table, config)
+            write_dataset_store(store_path, molecules, skipped, table, config, featurised.descriptors())
             dataset = read_dataset_store(store_path, opts.task_type, str(path))
         else:
             rows = np.array([m.candidate_index for m in molecules], dtype=np.int64)
@@ -610,6 +704,7 @@ def load_dataset(path: str | os.PathLike, opts: TableOptions, name: Optional[str
                 skipped=skipped,
                 task_type=opts.task_type,
                 source=str(path),
+                descriptors=featurised.descriptors(),
             )
     dataset.info["file_sha256"] = file_sha
     if dataset.skipped:
@@ -640,6 +735,10 @@ __all__ = [
     "chem_dataset_processed_count",
     "checksum_manifest",
     "datasets_dir",
+    "FeaturisedRows",
+    "GraphDescriptors",
+    "attach_descriptors",
+    "featurise_rows",
     "featurise_table",
     "featurised_dir",
     "fetch_file",

@@ -43,6 +43,8 @@ import dgl
 from graphmvp.finetune.errors import FinetuneError
 from graphmvp.models import READOUTS, graph_readout
 from graphmvp.models import build_encoder as build_registered_encoder
+from graphmvp.models.descriptor_embedding import DescriptorEmbedding
+from graphmvp.models.gin import GIN
 from graphmvp.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,25 @@ HEADS: Registry = Registry("head")
 HEADS.register("linear")(HeadSpec("graph_pred_linear", _linear_head))
 HEADS.register("mlp")(HeadSpec("graph_pred_mlp", _mlp_head))
 
+#: ``--graph-features``: ``hu`` (the encoder's own input, Hu et al.'s features) or ``chemprop``
+#: (plus :mod:`graphmvp.descriptors` in a :class:`DescriptorEmbedding` of the fine-tuning model)
+GRAPH_FEATURES = ("hu", "chemprop")
+
+
+def descriptor_embedding(graph_features: str, encoder: nn.Module, zero_init: bool) -> Optional[DescriptorEmbedding]:
+    """The :class:`DescriptorEmbedding` that ``graph_features`` asks for beside ``encoder`` (None for
+    ``hu``); ``zero_init`` for a pretrained encoder, whose function it then leaves unchanged at the
+    start of fine-tuning."""
+    if graph_features not in GRAPH_FEATURES:
+        raise FinetuneError(f"--graph-features {graph_features!r}: allowed: {', '.join(GRAPH_FEATURES)}")
+    if graph_features == "hu":
+        return None
+    if not isinstance(encoder, GIN):
+        raise FinetuneError(f"--graph-features {graph_features} needs a GIN encoder, not {type(encoder).__name__}")
+    from graphmvp.descriptors import ATOM_DESCRIPTORS, BOND_DESCRIPTORS
+
+    return DescriptorEmbedding(ATOM_DESCRIPTORS, BOND_DESCRIPTORS, encoder.emb_dim, encoder.num_layers, zero_init)
+
 
 class FinetuneModel(nn.Module):
     """2D encoder + pooling + head (see the module docstring).
@@ -87,13 +108,19 @@ class FinetuneModel(nn.Module):
             ``extra_mean`` / ``extra_std`` (the training split's statistics, set with
             :meth:`set_extra_statistics`, saved in the state dict) and concatenated to the pooled
             embedding: the head's input is D + E wide.
+        descriptors: ``None``, or a :class:`DescriptorEmbedding` of chemprop's atom and bond
+            descriptors (``--graph-features chemprop``; GIN encoders only). Its sums are added to
+            the encoder's input embedding and to each layer's edge embedding; the batched graph
+            must then hold ``ndata['atom_desc']`` and ``edata['bond_desc']``. It is an attribute of
+            this model, not of the encoder, whose state dict stays that of the pretrained file.
 
     Forward: ``g`` batched 2D DGL graph of B molecules (and, with ``extra_dim``, the raw extra
     features float [B, E]) -> float [B, T].
     """
 
     def __init__(self, encoder: nn.Module, num_tasks: int, pooling: str = "mean", head: str = "linear",
-                 head_hidden: Optional[int] = None, extra_dim: int = 0):
+                 head_hidden: Optional[int] = None, extra_dim: int = 0,
+                 descriptors: Optional[DescriptorEmbedding] = None):
         super().__init__()
         if pooling not in READOUTS:
             raise ValueError(f"unknown pooling {pooling!r}; allowed: {', '.join(READOUTS)}")
@@ -102,6 +129,9 @@ class FinetuneModel(nn.Module):
         if int(num_tasks) < 1:
             raise ValueError(f"num_tasks must be >= 1, got {num_tasks!r}")
         self.molecule_model = encoder
+        if descriptors is not None and not isinstance(encoder, GIN):
+            raise FinetuneError(f"--graph-features chemprop needs a GIN encoder, not {type(encoder).__name__}")
+        self.descriptor_embedding = descriptors
         self.pooling = pooling
         self.head_name = head
         spec: HeadSpec = HEADS.get(head)
@@ -122,7 +152,12 @@ class FinetuneModel(nn.Module):
 
     def embed(self, g: dgl.DGLGraph) -> Tensor:
         """Pooled molecule representations [B, D]."""
-        return graph_readout(g, self.molecule_model(g), self.pooling)
+        if self.descriptor_embedding is None:
+            return graph_readout(g, self.molecule_model(g), self.pooling)
+        if "atom_desc" not in g.ndata or "bond_desc" not in g.edata:
+            raise ValueError("this model needs g.ndata['atom_desc'] and g.edata['bond_desc'] (--graph-features chemprop)")
+        node_extra, edge_extra = self.descriptor_embedding(g.ndata["atom_desc"], g.edata["bond_desc"])
+        return graph_readout(g, self.molecule_model(g, node_extra=node_extra, edge_extra=edge_extra), self.pooling)
 
     def set_extra_statistics(self, mean, std) -> None:
         """The standardisation of the extra features (the training split's mean and std)."""

@@ -9,7 +9,8 @@ or CSV.gz) gets, per task, the members' mean and - for an ensemble - their popul
 trained on standardised targets carries their mean and std); classification outputs are
 probabilities (averaged as probabilities, :mod:`graphmvp.finetune.ensemble`). A model trained with
 ``--extra-features`` carries their kind and its training split's statistics: new molecules get
-the same features, standardised the same way (a different RDKit descriptor list is an error).
+the same features, standardised the same way (a different RDKit descriptor list is an error);
+one trained with ``--graph-features chemprop`` gets the same atom and bond descriptors.
 Rows RDKit cannot read, or that the features cannot express, get empty cells and their reason in
 the ``skipped`` column. The CSV is written under a temporary name and renamed.
 """
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from graphmvp.finetune.data import RawTable, featurise_table
+from graphmvp.finetune.data import RawTable, attach_descriptors, featurise_rows
 from graphmvp.finetune.ensemble import to_output
 from graphmvp.finetune.errors import FinetuneError
 from graphmvp.finetune.problems import batch_slices
@@ -81,6 +82,14 @@ def _extra_features(payload: dict, source: Path, smiles: list[str], cache: dict)
     return cache[featurizer.name]
 
 
+def _graphs(kept: list, part: slice, found=None):
+    """The batched graph of ``kept[part]``, with their descriptors when ``found`` is given."""
+    g = batch_mol_graphs(kept[part])
+    if found is not None:
+        attach_descriptors(g, found, range(len(kept))[part], "input")
+    return g
+
+
 def _read_smiles(data_file: str | Path, smiles_col: str) -> list[str]:
     path = Path(data_file)
     if not path.is_file():
@@ -106,15 +115,17 @@ def predict_molecules(models: Sequence[Path], smiles: list[str], batch_size: int
     if len(tasks) != 1 or len(hydrogens) != 1:
         raise FinetuneError(f"the models {[str(m) for m in models]} were trained on different tasks or graphs")
     names = list(next(iter(tasks)))
-    kept, skipped = featurise_table(RawTable(smiles, np.zeros((len(smiles), 0), np.float32), [], None, "input"),
-                                    hydrogens.pop())
+    featurised = featurise_rows(RawTable(smiles, np.zeros((len(smiles), 0), np.float32), [], None, "input"),
+                                hydrogens.pop())
+    kept, skipped, found = featurised.kept, featurised.skipped, featurised.descriptors()
     rows = np.array([m.candidate_index for m in kept], dtype=np.int64)
     out = np.full((len(loaded), len(smiles), len(names)), np.nan)
     features: dict = {}
     for k, (model, payload) in enumerate(loaded):
         extra = _extra_features(payload, models[k], [m.smiles for m in kept], features)
         with torch.no_grad():
-            parts = [model(batch_mol_graphs(kept[s]), *(() if extra is None else (extra[s],)))
+            parts = [model(_graphs(kept, s, found if model.descriptor_embedding is not None else None),
+                           *(() if extra is None else (extra[s],)))
                      for s in batch_slices(len(kept), batch_size)]
         pred = torch.cat(parts).double().numpy() if parts else np.zeros((0, len(names)))
         if payload.get("target_scale") is not None:

@@ -34,7 +34,7 @@ from graphmvp.finetune.data import (
 )
 from graphmvp.finetune.dta import DTAData, DTAEncoded, DTAModel, encode_dta, load_deepdta, locate_deepdta, validation_split
 from graphmvp.finetune.errors import FinetuneError
-from graphmvp.finetune.model import FinetuneModel
+from graphmvp.finetune.model import FinetuneModel, descriptor_embedding
 from graphmvp.finetune.splits import PARTS, Split, make_split
 from graphmvp.finetune.tasks import TaskSpec
 
@@ -116,14 +116,15 @@ class MoleculeProblem:
         return self.dataset.labels[indices]
 
     def batch(self, indices: np.ndarray):
-        g, y = self.dataset.batch(indices)
+        g, y = self.dataset.batch(indices, descriptors=self.cfg.graph_features == "chemprop")
         if self.cfg.extra_features is None:
             return (g,), y
         return (g, torch.from_numpy(self.extra[np.asarray(indices, dtype=np.int64)])), y
 
     def build_model(self, encoder: nn.Module, pooling: str) -> nn.Module:
+        descriptors = descriptor_embedding(self.cfg.graph_features, encoder, zero_init=self.cfg.init is not None)
         return FinetuneModel(encoder, self.num_tasks, pooling=pooling, head=self.cfg.head, head_hidden=self.cfg.head_hidden,
-                             extra_dim=self.extra_dim)
+                             extra_dim=self.extra_dim, descriptors=descriptors)
 
     def predict(self, model: nn.Module, indices: np.ndarray, batch_size: int, cache: dict, key: str) -> np.ndarray:
         """Model outputs [n, T] for the molecules ``indices`` (call in eval mode, no grad).

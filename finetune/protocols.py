@@ -56,7 +56,8 @@ class Protocol:
 
 #: the options a protocol decides (a user's explicit value wins); with their paper values
 PAPER_VALUES: dict[str, Any] = {"head": "linear", "weight_decay": 0.0, "standardize": False, "lr_schedule": "constant",
-                                "warmup_epochs": 0.0, "patience": 0, "grad_clip": 0.0, "encoder_lr_scale": 1.0}
+                                "warmup_epochs": 0.0, "patience": 0, "grad_clip": 0.0, "encoder_lr_scale": 1.0,
+                                "graph_features": "hu"}
 
 #: protocol name -> :class:`Protocol`
 PROTOCOLS: Registry = Registry("protocol")

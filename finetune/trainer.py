@@ -446,7 +446,8 @@ def _save_model(path: Path, cfg: FinetuneConfig, problem, ttype: TaskType, pooli
                "label_names": list(getattr(getattr(problem, "dataset", None), "label_names", None) or []),
                "target_shift": None if run.shift is None else run.shift.tolist(),
                "target_scale": None if run.scale is None else run.scale.tolist(),
-               "extra_features": extra, "seed": result.seed, "member": result.member, "member_seed": run.init_seed}
+               "extra_features": extra, "graph_features": graph_features_record(cfg.graph_features),
+               "seed": result.seed, "member": result.member, "member_seed": run.init_seed}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -632,7 +633,8 @@ def _finetune(cfg: FinetuneConfig, ctx: DistContext, command: Optional[list[str]
         "pooling": pooling,
         "protocol": {"name": cfg.protocol, **{k: getattr(cfg, k) for k in (
             "split_fractions", "dropout", "head", "epochs", "batch_size", "lr", "weight_decay", "encoder_lr_scale",
-            "freeze_encoder", "standardize", "lr_schedule", "warmup_epochs", "patience", "grad_clip")}},
+            "freeze_encoder", "standardize", "lr_schedule", "warmup_epochs", "patience", "grad_clip",
+            "graph_features")}},
         "extra_features": None if extra is None else {k: extra[k] for k in ("kind", "dim", "standardised")},
         "timing": {"seconds": round(time.time() - started, 2), "threads": threads, "device": str(ctx.device),
                    "world_size": ctx.world_size},
@@ -661,8 +663,9 @@ def _metric_stats(ttype: TaskType, entries: list[dict], seeds: list[int]) -> dic
 
 
 def _method_label(cfg: FinetuneConfig, base: str) -> str:
-    """The table label: the encoder's, plus the extra features and the ensemble size when used."""
-    label = base if cfg.extra_features is None else f"{base} + {cfg.extra_features}"
+    """The table label: the encoder's, plus the graph and extra features and the ensemble size when used."""
+    label = base if cfg.graph_features == "hu" else f"{base} + {cfg.graph_features} atom/bond features"
+    label = label if cfg.extra_features is None else f"{label} + {cfg.extra_features}"
     return label if cfg.ensemble == 1 else f"{label} (ensemble of {cfg.ensemble})"
 
 
@@ -748,10 +751,33 @@ def _plot(path: Path, results: list[SeedResult], ttype: TaskType, summary: dict)
     write_bytes_atomic(path, buf.getvalue())
 
 
+def graph_features_record(kind: str) -> Optional[dict]:
+    """A model file's record of ``--graph-features`` (None for ``hu``, as files from before the
+    option): the kind and the descriptor tables (:func:`graphmvp.descriptors.describe`)."""
+    if kind == "hu":
+        return None
+    from graphmvp import descriptors
+
+    return {"kind": kind, **descriptors.describe()}
+
+
+def check_graph_features(record: Optional[dict], source: str) -> str:
+    """The ``--graph-features`` kind of a model file's record; a one-line :class:`FinetuneError`
+    when this installation computes the descriptors differently."""
+    if record is None:
+        return "hu"
+    from graphmvp import descriptors
+
+    if {k: record.get(k) for k in ("version", "atom", "bond")} != descriptors.describe():
+        raise FinetuneError(f"{source}: its atom/bond descriptors differ from this installation's (another graphmvp "
+                            "version); predict with the version it was trained with")
+    return str(record["kind"])
+
+
 def load_finetuned(path: str | os.PathLike):
     """Rebuild a model saved with ``save_model`` (``seed_<s>/best_model.pt``): returns
     ``(model in eval mode, payload)``. Molecule tasks only."""
-    from graphmvp.finetune.model import FinetuneModel
+    from graphmvp.finetune.model import FinetuneModel, descriptor_embedding
     from graphmvp.pretrained import encoder_from_config
 
     payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -759,8 +785,10 @@ def load_finetuned(path: str | os.PathLike):
         raise FinetuneError(f"{path}: not a fine-tuned model file ({MODEL_FORMAT})")
     encoder = encoder_from_config({"encoder": "gin", **payload["encoder_config"]})  # files before GraphGPS: GIN
     extra = payload.get("extra_features")
+    kind = check_graph_features(payload.get("graph_features"), str(path))
     model = FinetuneModel(encoder, payload["num_tasks"], pooling=payload["pooling"], head=payload["head"],
-                          head_hidden=payload.get("head_hidden"), extra_dim=int(extra["dim"]) if extra else 0)
+                          head_hidden=payload.get("head_hidden"), extra_dim=int(extra["dim"]) if extra else 0,
+                          descriptors=descriptor_embedding(kind, encoder, zero_init=True))
     model.load_state_dict(payload["state_dict"])
     return model.eval(), payload
 

@@ -28,7 +28,7 @@ GraphMVP and Hu et al. checkpoints load with ``load_state_dict(strict=True)``.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import dgl
 import torch
@@ -85,6 +85,9 @@ class GIN(nn.Module):
         g: DGLGraph (possibly batched) with N nodes, E edges.
         atom: optional int64 [N, 2] replacing ``g.ndata['atom']`` (e.g. masked atoms).
         bond: optional int64 [E, 2] replacing ``g.edata['bond']``.
+        node_extra: optional float [N, D] added to the input embedding ``h_0``.
+        edge_extra: optional list of L float [E, D], layer ``l``'s added to its edge embedding
+            (both from :class:`graphmvp.models.descriptor_embedding.DescriptorEmbedding`).
         returns float [N, out_dim] node representations (``out_dim`` = D, or (L + 1) D for
         ``jk="concat"``).
     """
@@ -147,14 +150,20 @@ class GIN(nn.Module):
         g: dgl.DGLGraph,
         atom: Optional[torch.Tensor] = None,
         bond: Optional[torch.Tensor] = None,
+        node_extra: Optional[torch.Tensor] = None,
+        edge_extra: Optional[Sequence[torch.Tensor]] = None,
     ) -> torch.Tensor:
         atom, bond = graph_inputs(g, atom, bond, "GIN")
+        if edge_extra is not None and len(edge_extra) != self.num_layers:
+            raise ValueError(f"edge_extra has {len(edge_extra)} tensors for {self.num_layers} layers")
 
         h = self.input_embedding(atom)
+        if node_extra is not None:
+            h = h + node_extra
         hs = [h]
         last = self.num_layers - 1
         for layer, (conv, norm) in enumerate(zip(self.gnns, self.batch_norms)):
-            h = norm(conv(g, h, bond))
+            h = norm(conv(g, h, bond, None if edge_extra is None else edge_extra[layer]))
             if layer != last:
                 h = F.relu(h)
             h = F.dropout(h, p=self.dropout, training=self.training)

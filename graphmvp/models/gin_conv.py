@@ -39,6 +39,9 @@ class GINConv(nn.Module):
         g: DGLGraph (homogeneous, possibly batched) with N nodes and E edges, no self loops.
         h: float [N, D] node features.
         bond: int64 [E, 2] edge features (bond type 0..5, bond direction 0..2).
+        edge_extra: optional float [E, D] added to the edge embedding of every edge (the
+            descriptor embedding of :mod:`graphmvp.models.descriptor_embedding`; the implicit self
+            loop gets none).
         returns float [N, D].
     """
 
@@ -71,7 +74,8 @@ class GINConv(nn.Module):
             + self.edge_embedding2.weight[SELF_LOOP_BOND_DIRECTION]
         )
 
-    def forward(self, g: dgl.DGLGraph, h: torch.Tensor, bond: torch.Tensor) -> torch.Tensor:
+    def forward(self, g: dgl.DGLGraph, h: torch.Tensor, bond: torch.Tensor,
+                edge_extra: torch.Tensor | None = None) -> torch.Tensor:
         if h.dim() != 2 or h.shape[0] != g.num_nodes() or h.shape[1] != self.emb_dim:
             raise ValueError(
                 f"node features must have shape [{g.num_nodes()}, {self.emb_dim}], "
@@ -83,7 +87,8 @@ class GINConv(nn.Module):
             )
         with g.local_scope():
             g.ndata["h"] = h
-            g.edata["e"] = self.edge_embedding(bond)
+            e = self.edge_embedding(bond)
+            g.edata["e"] = e if edge_extra is None else e + edge_extra
             g.update_all(fn.u_add_e("h", "e", "m"), fn.sum("m", "agg"))
             aggregate = g.ndata["agg"]
         aggregate = aggregate + h + self.self_loop_embedding()
