@@ -3,6 +3,7 @@ rerun resumes and a new --init is a new column rather than being mixed with the 
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -32,7 +33,8 @@ def test_results_resume_per_unit_and_keep_inits_apart(bench, tmp_path, monkeypat
     monkeypatch.setitem(bench.METHODS._items, "gin-default-pretrained", fake(1.0))
     monkeypatch.setitem(bench.METHODS._items, "ecfp4_svm", fake(3.0))
     common = ["--work", str(tmp_path / "w"), "--results", str(tmp_path / "r"), "--data-dir", str(data),
-              "--datasets", "freesolv", "--methods", "ecfp4_svm", "gin-default-pretrained", "--seeds", "0", "1"]
+              "--datasets", "freesolv", "--methods", "ecfp4_svm", "gin-default-pretrained", "--seeds", "0", "1",
+              "--table-results", ""]
     assert bench.main([*common, "--init", "ckpt-a"]) == 0
     assert len(calls) == 4
     assert bench.main([*common, "--init", "ckpt-a"]) == 0
@@ -73,3 +75,36 @@ def test_chemprops_hu_featurisers_encode_exactly_what_the_gin_sees():
         assert np.flatnonzero(x).tolist() == [1 + bonds[2 * bond.GetIdx(), 0], 5 + bonds[2 * bond.GetIdx(), 1]]
     assert bonds[:, 1].max() > 0 and atoms[:, 1].max() > 0  # the molecule exercises both
     assert bf(None).tolist() == [1, 0, 0, 0, 0, 0, 0, 0] and not af(None).any()
+
+
+def test_units_of_the_papers_table_are_taken_only_when_they_are_the_same_computation(bench, shared_data, tmp_path,
+                                                                                     monkeypatch):
+    """A gin-paper unit is taken from the table's results when its recorded config equals ours in
+    every option that decides the numbers; one other option (lr) and it is run here. A peer is taken
+    when its split sizes equal ours."""
+    table = tmp_path / "table"
+    args = argparse.Namespace(table_results=str(table), init="ckpt", data_dir=str(shared_data / "moleculenet"))
+    ds = bench.bench_set("freesolv", args, tmp_path)
+    ours = ds.config(protocol="paper", seeds=(0,)).resolved().to_dict()
+    record = {"config": {k: v for k, v in dict(ours, task="freesolv", label_cols=None, smiles_col=None, out="x").items()
+                         if k != "graph_features"},  # recorded before the option existed
+              "valid_at_best": {"rmse": 1.0}, "test_at_best_valid": {"rmse": 2.0}, "test_at_last_epoch": {"rmse": 3.0},
+              "best_epoch": 7, "seconds": 5.0}
+    unit = table / "freesolv" / "no_pretraining" / "seed0.json"
+    unit.parent.mkdir(parents=True)
+    unit.write_text(json.dumps(record))
+    got = bench.borrow(ds, "gin-paper-scratch", 0, args)
+    assert got == {"valid": {"rmse": 1.0}, "test": {"rmse": 2.0}, "test_last": {"rmse": 3.0}, "best_epoch": 7,
+                   "seconds": 5.0, "source": str(unit)}
+    assert bench.borrow(ds, "gin-default-scratch", 0, args) is None  # the table runs the paper protocol only
+    assert bench.borrow(ds, "gin-paper-scratch", 1, args) is None  # no such unit
+    unit.write_text(json.dumps(dict(record, config=dict(record["config"], lr=0.01))))
+    assert bench.borrow(ds, "gin-paper-scratch", 0, args) is None
+
+    peer = table / "freesolv" / "ecfp4_rf" / "seed0.json"
+    peer.parent.mkdir(parents=True)
+    sizes = {"train": 513, "valid": 64, "test": 65}  # FreeSolv's scaffold split (642 molecules)
+    peer.write_text(json.dumps({**{k: v for k, v in record.items() if k != "config"}, "split_sizes": sizes}))
+    assert bench.borrow(ds, "ecfp4_rf", 0, args)["test"] == {"rmse": 2.0}
+    peer.write_text(json.dumps({**{k: v for k, v in record.items() if k != "config"}, "split_sizes": dict(sizes, test=64)}))
+    assert bench.borrow(ds, "ecfp4_rf", 0, args) is None
