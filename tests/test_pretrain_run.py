@@ -390,23 +390,3 @@ print("OK")
             tmp_path / "cli" / "train.log").read_text()
         assert "malloc tuning (glibc: mmap threshold 32 MiB, heap trimmed above 256 MiB free): applied" in (
             tmp_path / "cli_fused" / "train.log").read_text()
-
-
-# -- malloc tuning -------------------------------------------------------------------------------------
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
-def test_tuned_malloc_reuses_large_blocks_instead_of_faulting_them_in_again():
-    import resource
-
-    from graphmvp.malloc_tuning import tune_malloc
-
-    assert tune_malloc()
-    # one 48 MiB tensor: above glibc's adaptive mmap threshold (at most 32 MiB), below the tuned one
-    pages = 48 * 2**20 // resource.getpagesize()
-    torch.ones(12 * 2**20)  # first touch: the heap grows once
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(5):
-        torch.ones(12 * 2**20)  # allocated, written, freed
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    # untuned glibc unmaps the block on free: ~5 x pages faults (measured with a 100 MiB block: 128k
-    # faults for 25.6k pages)
-    assert faults < 2 * pages, f"{faults} page faults for 5 reuses of a {pages}-page block"
