@@ -361,6 +361,8 @@ def main(argv=None) -> int:
     p.add_argument("--table-results", default=str(TABLE_RESULTS),
                    help="units of benchmarks/moleculenet_table.py to take instead of running them when they are the "
                         "same computation (gin-paper-*, peers; see borrow()); '' = run everything here")
+    p.add_argument("--borrow-only", action="store_true",
+                   help="take the table's units that are the same computation, run nothing (the table runs the rest)")
     args = p.parse_args(argv)
     args.table_results = args.table_results or None
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -389,7 +391,12 @@ def main(argv=None) -> int:
                     continue
                 print(f"{ds.name} / {method} / seed {seed} ...", flush=True)
                 try:
-                    rec = borrow(ds, method, seed, args) or METHODS.get(method)(ds, seed, args, work)
+                    rec = borrow(ds, method, seed, args)
+                    if rec is None:
+                        if args.borrow_only:
+                            print("  not in the table (yet): left for later", flush=True)
+                            continue
+                        rec = METHODS.get(method)(ds, seed, args, work)
                 except FinetuneError as e:
                     print(f"  skipped: {e}", file=sys.stderr)
                     break

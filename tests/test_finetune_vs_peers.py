@@ -98,6 +98,11 @@ def test_units_of_the_papers_table_are_taken_only_when_they_are_the_same_computa
                    "seconds": 5.0, "source": str(unit)}
     assert bench.borrow(ds, "gin-default-scratch", 0, args) is None  # the table runs the paper protocol only
     assert bench.borrow(ds, "gin-paper-scratch", 1, args) is None  # no such unit
+    assert bench.main(["--work", str(tmp_path / "w"), "--results", str(tmp_path / "r"), "--data-dir", args.data_dir,
+                       "--table-results", str(table), "--datasets", "freesolv", "--methods", "gin-paper-scratch",
+                       "ecfp4_svm", "--seeds", "0", "--borrow-only"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "r" / "results.jsonl").read_text().splitlines()]
+    assert [(r["method"], r["test"], r["source"]) for r in rows] == [("gin-paper-scratch", {"rmse": 2.0}, str(unit))]
     unit.write_text(json.dumps(dict(record, config=dict(record["config"], lr=0.01))))
     assert bench.borrow(ds, "gin-paper-scratch", 0, args) is None
 
