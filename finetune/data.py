@@ -31,9 +31,10 @@ back to the file.
 Cache (:func:`load_dataset`): the featurised molecules are written as a conformer store (the
 schema of :mod:`graphmvp.data.store`, molecules with zero conformers) plus a ``/finetune`` group
 (``labels`` float32 [M, T] with NaN = missing, ``label_names``, ``row_index`` int64 [M],
-``split_values``, ``atom_descriptors`` / ``bond_descriptors`` in graph order) to ``$GRAPHMVP_HOME/featurised/<name>-<key>.h5``; the key hashes the file's
-SHA-256, the reading options and the featuriser version, so a changed file or option builds a new
-entry and an unchanged one is read back in well under a second.
+``split_values``, ``atom_descriptors`` / ``bond_descriptors`` uint8 in graph order) to
+``$GRAPHMVP_HOME/featurised/<name>-<key>.h5``; the key hashes the file's SHA-256, the reading
+options and the featuriser version, so a changed file or option builds a new entry and an
+unchanged one is read back in well under a second.
 """
 
 from __future__ import annotations
