@@ -27,6 +27,7 @@ from graphmvp.finetune.predict import predict_molecules
 from graphmvp.finetune.trainer import finetune, load_finetuned
 from graphmvp.models import build_encoder
 from graphmvp.models.descriptor_embedding import DescriptorEmbedding
+from test_finetune_extra_features import data  # noqa: F401  (the fixture: SMILES with labels y = 10 + row)
 from test_finetune_predict import SMILES
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -73,14 +74,6 @@ def test_rows_follow_the_graph_with_and_without_hydrogens():
 
 
 # ------------------------------------------------------------------------- cache, batching
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("desc")
-    rows = ["smiles,y"] + [f"{s},{10 + i}" for i, s in enumerate(SMILES)]
-    (root / "d.csv").write_text("\n".join(rows) + "\n")
-    return root
 
 
 def test_cache_round_trip_and_batch_order(data, monkeypatch, tmp_path):
