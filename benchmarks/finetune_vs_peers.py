@@ -17,6 +17,8 @@ Methods (``--methods``, default all that can run):
 * ``gin-default-chemprop-*`` (``-rdkit2d-*``): the default protocol with ``--graph-features
   chemprop``: chemprop's atom and bond descriptors beside Hu et al.'s features (and the RDKit
   descriptors);
+* ``gin-default-keeph-*``, ``gin-default-chemprop-keeph-*``: with ``--hydrogens keep`` (explicit
+  hydrogens as atoms, as in the released checkpoints' pretraining graphs);
 * ``chemprop-hu-features``: chemprop's D-MPNN and CLI defaults with our GIN's inputs (Hu et al.'s
   atom type, chirality, bond type, bond direction; ``benchmarks/chemprop_hu_features.py``): what
   chemprop's richer featurisation buys, apart from its architecture;
@@ -185,6 +187,10 @@ for _pre in (False, True):
     METHODS.register(f"gin-default-chemprop-{_end}")(_gin("default", _pre, graph_features="chemprop"))
     METHODS.register(f"gin-default-chemprop-rdkit2d-{_end}")(_gin("default", _pre, graph_features="chemprop",
                                                                   extra_features="rdkit2d"))
+    # explicit hydrogens as atoms, as in the released checkpoints' pretraining graphs
+    METHODS.register(f"gin-default-keeph-{_end}")(_gin("default", _pre, hydrogens="keep"))
+    METHODS.register(f"gin-default-chemprop-keeph-{_end}")(_gin("default", _pre, graph_features="chemprop",
+                                                                hydrogens="keep"))
 
 
 def _peer(name: str, folder: Optional[str] = None, **options) -> Callable:
@@ -217,7 +223,8 @@ COLUMNS = ["ecfp4_rf", "ecfp4_svm", "chemprop", "chemprop-hu-features", "chempro
            "gin-default-scratch", "gin-paper-pretrained",
            "gin-default-pretrained", "gin-default-rdkit2d-scratch", "gin-default-rdkit2d-pretrained",
            "gin-default-chemprop-scratch", "gin-default-chemprop-pretrained", "gin-default-chemprop-rdkit2d-scratch",
-           "gin-default-chemprop-rdkit2d-pretrained",
+           "gin-default-chemprop-rdkit2d-pretrained", "gin-default-keeph-scratch", "gin-default-keeph-pretrained",
+           "gin-default-chemprop-keeph-scratch", "gin-default-chemprop-keeph-pretrained",
            "gin-default-mean-scratch", "gin-default-mean-pretrained", "gin-default-mean-rdkit2d-scratch",
            "gin-default-mean-rdkit2d-pretrained"]
 
