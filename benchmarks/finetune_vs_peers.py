@@ -3,7 +3,8 @@
 Methods (``--methods``, default all that can run):
 
 * ``gin-paper-scratch`` / ``gin-default-scratch``: ``graphmvp-finetune`` with ``--protocol paper``
-  (upstream's settings) or the default protocol, no pretraining;
+  (upstream's settings) or the default protocol, no pretraining; every GIN row builds
+  hydrogen-free graphs (``--hydrogens drop``) unless its name says ``keeph``;
 * ``gin-paper-pretrained`` / ``gin-default-pretrained``: the same from ``--init`` (default
   ``graphmvp-c-zinc50k``, the README's pick among the released checkpoints);
 * ``gin-default-rdkit2d-scratch`` / ``gin-default-rdkit2d-pretrained``: the default protocol with
@@ -162,8 +163,10 @@ def _gin(protocol: str, pretrained: bool, **options) -> Callable:
 
         tag = "".join(f"-{v}" for v in options.values())
         out = work / "runs" / ds.name.replace(":", "_") / f"gin-{protocol}{tag}-{'pre' if pretrained else 'scratch'}-s{seed}"
+        # hydrogen-free graphs unless the row says otherwise: what every row before the default
+        # protocol's "pretrained" hydrogens ran with, so that a name keeps its meaning
         cfg = ds.config(protocol=protocol, init=args.init if pretrained else None, seeds=(seed,), out=str(out),
-                        overwrite=True, threads=args.threads, progress=False, **options)
+                        overwrite=True, threads=args.threads, progress=False, **{"hydrogens": "drop", **options})
         t0 = time.perf_counter()
         s = finetune(cfg)
         seconds = time.perf_counter() - t0

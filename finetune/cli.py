@@ -64,8 +64,10 @@ def build_run_parser() -> argparse.ArgumentParser:
     g.add_argument("--smiles-col", help="SMILES column (own data)")
     g.add_argument("--label-cols", help="comma-separated label columns (own data)")
     g.add_argument("--task-type", choices=("classification", "regression"), help="own data: classification or regression")
-    g.add_argument("--hydrogens", choices=("drop", "keep"), default="drop",
-                   help="drop: graphs of the SMILES atoms (default, upstream); keep: explicit hydrogens added")
+    g.add_argument("--hydrogens", choices=("drop", "keep", "pretrained"),
+                   help="drop: graphs of the SMILES atoms (upstream; --protocol paper); keep: explicit hydrogens "
+                        "added; pretrained: as the --init encoder was pretrained (keep for the released "
+                        "checkpoints), drop without one (the default protocol's)")
     g.add_argument("--cache", action=bool_flag, default=True, dest="use_cache",
                    help="cache the featurised data set in $GRAPHMVP_HOME/featurised (default on)")
 

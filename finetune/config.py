@@ -37,7 +37,8 @@ class FinetuneConfig:
     folder for DTA tasks), ``chem_dataset`` (Hu et al.'s unpacked bundle), ``data_urls`` (URLs
     replacing the registry's), ``smiles_col``, ``label_cols``, ``task_type``, ``hydrogens``
     ("drop": the atoms of the SMILES, upstream's downstream graphs; "keep": explicit hydrogens
-    added), ``use_cache``.
+    added; "pretrained": as the ``init`` encoder was pretrained, "drop" without one; None: the
+    protocol's), ``use_cache``.
 
     Split: ``split`` (scaffold | random_scaffold | balanced_scaffold | random | column; default
     scaffold, or column when ``split_col`` is given), ``split_col``, ``split_fractions``,
@@ -82,7 +83,7 @@ class FinetuneConfig:
     smiles_col: Optional[str] = None
     label_cols: Optional[tuple[str, ...]] = None
     task_type: Optional[str] = None
-    hydrogens: str = "drop"
+    hydrogens: Optional[str] = None
     use_cache: bool = True
     split: Optional[str] = None
     split_col: Optional[str] = None
@@ -288,8 +289,10 @@ class FinetuneConfig:
 
         if c.protein_encoder not in PROTEIN_ENCODERS:
             raise FinetuneError(f"--protein-encoder {c.protein_encoder!r}: allowed: {', '.join(PROTEIN_ENCODERS.names())}")
-        if c.hydrogens not in ("drop", "keep"):
-            raise FinetuneError(f"--hydrogens {c.hydrogens!r}: allowed: drop, keep")
+        if c.hydrogens not in HYDROGENS:
+            raise FinetuneError(f"--hydrogens {c.hydrogens!r}: allowed: {', '.join(HYDROGENS)}")
+        if c.hydrogens == "pretrained":
+            c.hydrogens = pretrained_hydrogens(c.init, c.progress)
         if c.standardize and c.task_type == "classification":
             raise FinetuneError("--standardize applies to regression targets, not to classification")
         if not c.seeds:
@@ -326,6 +329,21 @@ class FinetuneConfig:
         return c
 
 
+#: ``--hydrogens`` values ("pretrained" resolves to the encoder's own setting)
+HYDROGENS = ("drop", "keep", "pretrained")
+
+
+def pretrained_hydrogens(init: Optional[str], progress: bool = True) -> str:
+    """How the graphs of ``init``'s pretraining were built ("keep": explicit hydrogens as atoms,
+    as in the released checkpoints; "drop"); "drop" without ``init`` or a recorded setting."""
+    if init is None:
+        return "drop"
+    from graphmvp.finetune.model import build_encoder
+
+    _, info = build_encoder(init, progress=progress, quiet=True)
+    return str(info.config.get("hydrogens") or "drop")
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "run"
 
@@ -342,4 +360,4 @@ def _float(c: FinetuneConfig, name: str, positive: bool = False) -> None:
         raise FinetuneError(f"--{name.replace('_', '-')}={v!r}: must be a {'positive' if positive else 'non-negative'} number")
 
 
-__all__ = ["DTA_SPLIT", "FinetuneConfig"]
+__all__ = ["DTA_SPLIT", "FinetuneConfig", "HYDROGENS", "pretrained_hydrogens"]

@@ -46,6 +46,25 @@ def run_cli(capsys, *args) -> tuple[int, str, str]:
     return rc, captured.out, captured.err
 
 
+def test_hydrogens_follow_the_encoders_pretraining_in_the_default_protocol_only(pretrain_run):
+    """``hydrogens="pretrained"`` (the default protocol's) resolves to the pretraining run's "keep";
+    the paper protocol keeps upstream's hydrogen-free graphs, and an explicit value wins."""
+    from graphmvp.finetune.config import FinetuneConfig
+    from graphmvp.finetune.errors import FinetuneError
+    from graphmvp.finetune.trainer import encoder_of
+
+    base = dict(data_file="x.csv", smiles_col="s", label_cols="y", task_type="regression", progress=False)
+    resolved = {(protocol, init, h): FinetuneConfig(**base, protocol=protocol, init=init, hydrogens=h).resolved().hydrogens
+                for protocol in ("default", "paper") for init in (None, str(pretrain_run)) for h in (None, "drop")}
+    assert resolved == {("default", None, None): "drop", ("default", str(pretrain_run), None): "keep",
+                        ("paper", None, None): "drop", ("paper", str(pretrain_run), None): "drop",
+                        **{(p, i, "drop"): "drop" for p in ("default", "paper") for i in (None, str(pretrain_run))}}
+    paper = FinetuneConfig(**base, protocol="paper", init=str(pretrain_run)).resolved()
+    assert any("explicit hydrogens" in w for w in encoder_of(paper, quiet=True)[1].warnings)  # the mismatch is said
+    with pytest.raises(FinetuneError, match="--hydrogens 'all': allowed: drop, keep, pretrained"):
+        FinetuneConfig(**base, hydrogens="all").resolved()
+
+
 def test_finetune_from_a_pretraining_run_writes_everything(freesolv, pretrain_run, tmp_path, capsys):
     out = tmp_path / "graphmvp"
     rc, stdout, stderr = run_cli(capsys, "--task", "freesolv", "--data-file", freesolv, "--init", pretrain_run,
@@ -62,7 +81,9 @@ def test_finetune_from_a_pretraining_run_writes_everything(freesolv, pretrain_ru
     assert summary["method"] == "graphmvp" and summary["seeds"] == [0, 1] and summary["metric"] == "rmse"
     assert summary["dataset"]["rows"] == 642 and summary["dataset"]["molecules"] == 642
     assert summary["init"]["config"]["emb_dim"] == 16 and summary["init"]["path"].endswith("model_2d.pt")
-    assert any("explicit hydrogens" in w for w in summary["init"]["warnings"])
+    # the default protocol builds the graphs as the encoder was pretrained (with hydrogens): no warning
+    assert summary["init"]["warnings"] == [] and summary["init"]["config"]["hydrogens"] == "keep"
+    assert json.loads((out / "config.json").read_text())["config"]["hydrogens"] == "keep"
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [(r["seed"], r["epoch"]) for r in rows] == [("0", "1"), ("0", "2"), ("0", "3"), ("1", "1"), ("1", "2"), ("1", "3")]
     for key in ("test_at_best_valid", "test_at_last_epoch"):
