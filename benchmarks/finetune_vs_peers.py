@@ -73,6 +73,7 @@ sys.path.insert(0, str(REPO))
 
 from graphmvp.finetune.config import FinetuneConfig  # noqa: E402
 from graphmvp.finetune.errors import FinetuneError  # noqa: E402
+from graphmvp.finetune.peers import PEERS  # noqa: E402
 from graphmvp.io import write_text_atomic  # noqa: E402
 from graphmvp.registry import Registry  # noqa: E402
 
@@ -306,11 +307,10 @@ RUN_ONLY = frozenset({"task", "smiles_col", "label_cols", "method", "out", "over
                       "device", "save_model", "eval_train", "use_cache"})
 #: options added after table units were recorded, with the value those units ran with
 ADDED_LATER = {"graph_features": "hu"}
-PEER_NAMES = ("ecfp4_rf", "ecfp4_svm", "chemprop")
 
 
 def _table_folder(method: str, args) -> Optional[str]:
-    if method in PEER_NAMES:
+    if method in PEERS:  # a peer's row has the peer's own name in both scripts
         return method
     return {"gin-paper-scratch": "no_pretraining", "gin-paper-pretrained": args.init}.get(method)
 
@@ -330,7 +330,6 @@ def borrow(ds: BenchSet, method: str, seed: int, args) -> Optional[dict]:
     from graphmvp.finetune.tasks import get_task
 
     rec = json.loads(path.read_text())
-    ours = ds.config(protocol="paper", init=init_of(method, args), seeds=(seed,)).resolved()
     # a peer's record holds no config: the table ran it on its default file (../shared/data/moleculenet)
     theirs = FinetuneConfig.from_dict({**ADDED_LATER, **rec["config"]}) if "config" in rec else \
         FinetuneConfig(task=task, data_file=str(SHARED / MOLECULENET[ds.name][0]), protocol="paper", seeds=(seed,))
@@ -339,20 +338,23 @@ def borrow(ds: BenchSet, method: str, seed: int, args) -> Optional[dict]:
         return None
     if resolve_columns(get_task(task), theirs, ds.path)["label_cols"] != [ds.label]:
         return None
-    if method in PEER_NAMES:
+    peer = method in PEERS
+    if peer:
         from graphmvp.finetune.peers import peer_data
 
         data = peer_data(ds.config(seeds=(seed,), progress=False), seed)
         if rec.get("split_sizes") != {p: len(v) for p, v in data.smiles.items()}:
             return None
     else:
-        differ = {k for k, v in ours.to_dict().items() if k not in RUN_ONLY and theirs.to_dict().get(k) != v}
+        ours = ds.config(protocol="paper", init=init_of(method, args), seeds=(seed,)).resolved().to_dict()
+        recorded = theirs.to_dict()
+        differ = {k for k, v in ours.items() if k not in RUN_ONLY and recorded.get(k) != v}
         if differ:
             print(f"  {path}: not the same unit ({', '.join(sorted(differ))} differ); running it here", flush=True)
             return None
     out = {"valid": rec["valid_at_best"], "test": rec["test_at_best_valid"], "seconds": rec["seconds"],
            "source": str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)}
-    if method not in PEER_NAMES:
+    if not peer:
         out.update(test_last=rec["test_at_last_epoch"], best_epoch=rec.get("best_epoch"))
     return out
 

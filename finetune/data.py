@@ -465,6 +465,17 @@ def featurise_table(table: RawTable, hydrogens: str = "drop") -> tuple[list[Mole
     return rows.kept, rows.skipped
 
 
+def _offsets(lengths: Sequence[int]) -> np.ndarray:
+    """int64 [M + 1]: where each of M consecutive runs of ``lengths`` starts, then the total."""
+    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+
+
+def _descriptor_stamp() -> str:
+    """What a store records of the descriptors it holds (:func:`graphmvp.descriptors.describe`):
+    a cache written with other descriptors is not read back."""
+    return json.dumps(descriptors.describe(), sort_keys=True)
+
+
 @dataclass
 class GraphDescriptors:
     """The descriptors of M molecules, concatenated: ``atom`` uint8 [sum N_i, Ca], ``bond`` uint8
@@ -479,9 +490,9 @@ class GraphDescriptors:
     @classmethod
     def concatenate(cls, atom: Sequence[np.ndarray], bond: Sequence[np.ndarray]) -> "GraphDescriptors":
         ca, cb = len(descriptors.ATOM_DESCRIPTORS), len(descriptors.BOND_DESCRIPTORS)
-        offsets = [np.concatenate([[0], np.cumsum([len(x) for x in parts], dtype=np.int64)]) for parts in (atom, bond)]
         return cls(np.concatenate(atom) if len(atom) else np.zeros((0, ca), np.uint8),
-                   np.concatenate(bond) if len(bond) else np.zeros((0, cb), np.uint8), *offsets)
+                   np.concatenate(bond) if len(bond) else np.zeros((0, cb), np.uint8),
+                   _offsets([len(x) for x in atom]), _offsets([len(x) for x in bond]))
 
     def check(self, graphs: Sequence[MolGraph], source: str) -> None:
         """Raise ``ValueError`` unless molecule ``i`` has a row per atom and per edge of ``graphs[i]``."""
@@ -622,7 +633,7 @@ def write_dataset_store(path: Path, molecules: list[Molecule], skipped: list[Ski
             if found is not None:
                 g.create_dataset("atom_descriptors", data=found.atom)
                 g.create_dataset("bond_descriptors", data=found.bond)
-                g.attrs["descriptors"] = json.dumps(descriptors.describe(), sort_keys=True)
+                g.attrs["descriptors"] = _descriptor_stamp()
             write_checksums(f)  # now covering /finetune too
 
 
@@ -640,10 +651,9 @@ def read_dataset_store(path: Path, task_type: str, source: str) -> MolDataset:
         num_rows = int(g.attrs["num_rows"])
         split_values = list(g["split_values"].asstr()[:]) if "split_values" in g else None
         found = None
-        if "atom_descriptors" in g and g.attrs.get("descriptors") == json.dumps(descriptors.describe(), sort_keys=True):
-            offsets = [np.concatenate([[0], np.cumsum([getattr(m, n) for m in mols], dtype=np.int64)])
-                       for n in ("num_atoms", "num_edges")]
-            found = GraphDescriptors(g["atom_descriptors"][:], g["bond_descriptors"][:], *offsets)
+        if "atom_descriptors" in g and g.attrs.get("descriptors") == _descriptor_stamp():
+            found = GraphDescriptors(g["atom_descriptors"][:], g["bond_descriptors"][:],
+                                     _offsets([m.num_atoms for m in mols]), _offsets([m.num_edges for m in mols]))
             found.check(mols, str(path))
     return MolDataset(
         graphs=[m.graph for m in mols],
