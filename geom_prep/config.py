@@ -23,6 +23,10 @@ class PrepError(Exception):
     """A problem with the run's inputs or options: reported as one line, exit code 2."""
 
 
+class NothingPrepared(PrepError):
+    """A whole run finished and no molecule survived it (its report says why)."""
+
+
 @dataclass
 class PrepConfig:
     """Everything that defines a preparation run.

@@ -33,7 +33,7 @@ from rdkit import RDLogger
 from tqdm import tqdm
 
 from graphmvp.data.store import ConformerStore, SkipRecord
-from graphmvp.prep.config import LEGACY_DEFAULTS, PrepConfig, PrepError
+from graphmvp.prep.config import LEGACY_DEFAULTS, NothingPrepared, PrepConfig, PrepError
 from graphmvp.prep.exclude import load_excluded
 from graphmvp.prep.reasons import UNEXPECTED_ERROR, Skip, is_conformer_level
 from graphmvp.prep.sources import Candidate, Source, build_source
@@ -214,7 +214,7 @@ def assemble(
     """Concatenate finished pieces into ``store`` (atomically) and write its report and config.
 
     If no molecule survived a whole run (not a shard, which may legitimately hold none), nothing is
-    left at ``store`` and ``PrepError`` is raised (the report is still written)."""
+    left at ``store`` and :class:`NothingPrepared` is raised (the report is still written)."""
     with atomic_path(store) as tmp_store:
         counts = concatenate_stores(inputs, tmp_store, cfg.to_dict(), command, n_candidates, max_molecules)
         with ConformerStore(tmp_store) as s:
@@ -222,7 +222,7 @@ def assemble(
         write_text_atomic(side_file(store, ".config.json"), cfg.to_json() + "\n")
         if counts["kept"] == 0 and not cfg.shard:
             top = ", ".join(f"{r} {n}" for r, n in sorted(counts["skipped"].items(), key=lambda kv: -kv[1])[:3])
-            raise PrepError(f"no molecule of {counts['candidates']} could be prepared ({top}); see {report}")
+            raise NothingPrepared(f"no molecule of {counts['candidates']} could be prepared ({top}); see {report}")
     return counts, report
 
 
@@ -328,7 +328,13 @@ def _prepare(cfg: PrepConfig, store: Path, command: list[str], t0: float) -> Pre
 
     n_used = needed_chunks()
     inputs = [chunk_path(parts, cid) for cid, _, _ in chunks[:n_used]]
-    counts, report = assemble(inputs, store, cfg, command, last - first, cap)
+    try:
+        counts, report = assemble(inputs, store, cfg, command, last - first, cap)
+    except NothingPrepared:
+        # the run is complete (the report says why nothing was kept): a rerun with a mended input
+        # must start afresh, not be refused as "an unfinished run with different options"
+        shutil.rmtree(parts, ignore_errors=True)
+        raise
     shutil.rmtree(parts, ignore_errors=True)
     seconds = time.perf_counter() - t0
     log.info("wrote %s: %s in %.1f s", store, counts, seconds)

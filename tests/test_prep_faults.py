@@ -2,6 +2,7 @@
 ``STORE.skipped.tsv`` and in the counts; bad paths and empty inputs are one-line errors (exit 2)."""
 
 import re
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -190,6 +191,10 @@ def test_all_bad_input_is_an_error_with_report(tmp_path):
         prepare(PrepConfig(input=str(csv), output=str(store), n_conf=2, gen_confs=2))
     assert not store.exists()
     assert {r["reason"] for r in read_report(store)} == {"unparsable_smiles"}
+    assert not Path(str(store) + ".parts").exists()  # the run is over: nothing left to resume
+    write_smiles_csv(csv, [GOOD1, GOOD2])  # the input mended, the same command starts afresh
+    result = prepare(PrepConfig(input=str(csv), output=str(store), n_conf=2, gen_confs=2))
+    assert result.counts["kept"] == 2
 
 
 # -- command-line errors: one line on stderr, exit code 2, nothing written -------------------------

@@ -21,12 +21,12 @@ import torch
 import torch.nn as nn
 
 import graphmvp  # noqa: F401  (sets DGLBACKEND before dgl is used)
+from graphmvp.molgraph import MASK_BOND_TYPE
 
-NUM_BOND_TYPES = 6  # single, double, triple, aromatic, self loop, mask
-NUM_BOND_DIRECTIONS = 3  # none, end-up-right, end-down-right
 SELF_LOOP_BOND_TYPE = 4
+NUM_BOND_TYPES = MASK_BOND_TYPE + 1  # single, double, triple, aromatic, self loop, mask
+NUM_BOND_DIRECTIONS = 3  # none, end-up-right, end-down-right
 SELF_LOOP_BOND_DIRECTION = 0
-MASK_BOND_TYPE = 5
 
 
 class GINConv(nn.Module):
