@@ -4,12 +4,19 @@ Methods (``--methods``, default all that can run):
 
 * ``gin-paper-scratch`` / ``gin-default-scratch``: ``graphmvp-finetune`` with ``--protocol paper``
   (upstream's settings) or the default protocol, no pretraining; every GIN row builds
-  hydrogen-free graphs (``--hydrogens drop``) unless its name says ``keeph``;
+  hydrogen-free graphs (``--hydrogens drop``) unless its name says ``keeph``, and on regression
+  sets a ``gin-default-*`` row pools by sum without extra features unless its name says ``mean``
+  or ``rdkit2d`` (:data:`DEFAULT_REGRESSION_RECORDED`: what the default protocol did when those
+  rows were recorded);
 * ``gin-paper-pretrained`` / ``gin-default-pretrained``: the same from ``--init`` (default
   ``graphmvp-c-zinc50k``, the README's pick among the released checkpoints);
 * ``gin-default-rdkit2d-scratch`` / ``gin-default-rdkit2d-pretrained``: the default protocol with
   ``--extra-features rdkit2d`` (normalised RDKit 2D descriptors beside the graph embedding);
 * ``ecfp4_rf``, ``ecfp4_svm``, ``chemprop``: :mod:`graphmvp.finetune.peers` (the ``[bench]`` extra);
+* ``gin-default-mean-rdkit2d-scratch`` / ``gin-default-mean-rdkit2d-keeph-pretrained``: what the
+  default protocol now does on a regression set, without pretraining and from the checkpoint
+  (whose hydrogens it keeps); ``gin-default-mean-rdkit2d-pretrained`` is the latter on
+  hydrogen-free graphs;
 * ``gin-default-mean-*``: the default protocol with mean pooling, what it used before regression
   moved to sum pooling (chemprop's D-MPNN sums its atom vectors, scaled by 1/100: the size of a
   molecule stays visible to the head). Results recorded before that change under ``gin-default-*``
@@ -158,6 +165,12 @@ def bench_set(name: str, args, work: Path) -> BenchSet:
 METHODS: Registry = Registry("benchmark method")
 
 
+#: what the default protocol gave a regression set when the ``gin-default-*`` rows that do not say
+#: "mean" or "rdkit2d" were recorded (it has since moved to mean pooling + rdkit2d); pinned, so
+#: that a name keeps its meaning
+DEFAULT_REGRESSION_RECORDED = {"pooling": "sum", "extra_features": "none"}
+
+
 def _gin(protocol: str, pretrained: bool, **options) -> Callable:
     def run(ds: BenchSet, seed: int, args, work: Path) -> dict:
         from graphmvp.finetune.trainer import finetune
@@ -166,8 +179,11 @@ def _gin(protocol: str, pretrained: bool, **options) -> Callable:
         out = work / "runs" / ds.name.replace(":", "_") / f"gin-{protocol}{tag}-{'pre' if pretrained else 'scratch'}-s{seed}"
         # hydrogen-free graphs unless the row says otherwise: what every row before the default
         # protocol's "pretrained" hydrogens ran with, so that a name keeps its meaning
+        pinned = {"hydrogens": "drop"}
+        if protocol == "default" and ds.task_type == "regression":
+            pinned.update(DEFAULT_REGRESSION_RECORDED)
         cfg = ds.config(protocol=protocol, init=args.init if pretrained else None, seeds=(seed,), out=str(out),
-                        overwrite=True, threads=args.threads, progress=False, **{"hydrogens": "drop", **options})
+                        overwrite=True, threads=args.threads, progress=False, **{**pinned, **options})
         t0 = time.perf_counter()
         s = finetune(cfg)
         seconds = time.perf_counter() - t0
@@ -187,6 +203,8 @@ for _pre in (False, True):
     # the default protocol's pooling before it became sum for regression (mean: Hu et al.'s, the checkpoints')
     METHODS.register(f"gin-default-mean-{_end}")(_gin("default", _pre, pooling="mean"))
     METHODS.register(f"gin-default-mean-rdkit2d-{_end}")(_gin("default", _pre, pooling="mean", extra_features="rdkit2d"))
+    METHODS.register(f"gin-default-mean-rdkit2d-keeph-{_end}")(_gin("default", _pre, pooling="mean",
+                                                                   extra_features="rdkit2d", hydrogens="keep"))
     # chemprop's atom and bond descriptors in tables of their own (--graph-features chemprop)
     METHODS.register(f"gin-default-chemprop-{_end}")(_gin("default", _pre, graph_features="chemprop"))
     METHODS.register(f"gin-default-chemprop-rdkit2d-{_end}")(_gin("default", _pre, graph_features="chemprop",

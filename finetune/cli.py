@@ -100,7 +100,8 @@ def build_run_parser() -> argparse.ArgumentParser:
     g.add_argument("--extra-features", metavar="KIND",
                    help="molecule features concatenated to the pooled graph embedding before the head: morgan "
                         "(radius 2, 2048 bits, binary) or rdkit2d (RDKit 2D descriptors standardised with the "
-                        "training split's mean/std); default none")
+                        "training split's mean/std), or none; default: the protocol's (default protocol: rdkit2d for "
+                        "regression, none otherwise; paper: none)")
     g.add_argument("--graph-features", metavar="KIND",
                    help="hu: Hu et al.'s atom and bond features alone (what the encoders were pretrained on); "
                         "chemprop: plus chemprop's atom descriptors (degree, formal charge, hydrogens, "

@@ -27,6 +27,8 @@ from graphmvp.models.graphgps import RWSE_NORMS
 
 #: the split name of DTA tasks (DeepDTA setting-1 folds, validation = a random part of the training folds)
 DTA_SPLIT = "deepdta_folds"
+#: ``extra_features`` value for "no extra features" (None means: the protocol decides)
+NO_EXTRA_FEATURES = "none"
 
 
 @dataclass
@@ -52,8 +54,9 @@ class FinetuneConfig:
     encoder's defaults), ``num_layers`` / ``emb_dim`` / ``jk`` (None: the
     checkpoint's; 5 / 300 / last for random init), ``pooling`` (None: the checkpoint's, else
     mean), ``dropout``, ``head`` (linear | mlp), ``head_hidden``, ``protein_encoder``,
-    ``protein_length``, ``extra_features`` (None, or a :data:`graphmvp.finetune.extra_features.EXTRA_FEATURES`
-    name: morgan | rdkit2d, concatenated to the pooled embedding; molecule tasks only),
+    ``protein_length``, ``extra_features`` (a :data:`graphmvp.finetune.extra_features.EXTRA_FEATURES`
+    name: morgan | rdkit2d, concatenated to the pooled embedding, molecule tasks only; ``"none"``;
+    None: the protocol's; :attr:`extra_kind` is the kind or None),
     ``graph_features`` (:data:`graphmvp.finetune.model.GRAPH_FEATURES`: ``hu``, Hu et al.'s atom
     and bond features alone, what the encoders were pretrained on; ``chemprop``, plus chemprop's
     atom and bond descriptors in embedding tables of their own; GIN and molecule tasks only).
@@ -142,10 +145,14 @@ class FinetuneConfig:
             self.seeds = (self.seeds,)
         self.seeds = tuple(self.seeds)
         self.split_fractions = tuple(self.split_fractions)  # type: ignore[assignment]
-        if self.extra_features == "none":
-            self.extra_features = None
 
     # -- derived -----------------------------------------------------------------------------
+    @property
+    def extra_kind(self) -> Optional[str]:
+        """The extra features' kind, or None when there are none (``extra_features`` "none", or
+        unset before :meth:`resolved`)."""
+        return None if self.extra_features in (None, NO_EXTRA_FEATURES) else self.extra_features
+
     def spec(self) -> Optional[TaskSpec]:
         return get_task(self.task) if self.task is not None else None
 
@@ -302,10 +309,10 @@ class FinetuneConfig:
         if len(set(c.seeds)) != len(c.seeds):
             raise FinetuneError(f"--seeds {list(c.seeds)}: a seed is repeated")
         _int(c, "ensemble", 1)
-        if c.extra_features is not None:
+        if c.extra_kind is not None:
             from graphmvp.finetune.extra_features import get_featurizer
 
-            get_featurizer(c.extra_features)
+            get_featurizer(c.extra_kind)
             if c.task_type == "dta":
                 raise FinetuneError("--extra-features applies to molecule tasks, not to DTA")
         if c.graph_features not in GRAPH_FEATURES:

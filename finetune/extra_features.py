@@ -130,7 +130,7 @@ EXTRA_FEATURES.register("rdkit2d")(ExtraFeaturizer(
 
 def get_featurizer(kind: str) -> ExtraFeaturizer:
     if kind not in EXTRA_FEATURES:
-        raise FinetuneError(f"--extra-features {kind!r}: allowed: {', '.join(EXTRA_FEATURES.names())}")
+        raise FinetuneError(f"--extra-features {kind!r}: allowed: {', '.join(EXTRA_FEATURES.names())}, none")
     return EXTRA_FEATURES.get(kind)
 
 

@@ -68,29 +68,29 @@ class MoleculeProblem:
         """Width of the extra features (0 without ``--extra-features``)."""
         from graphmvp.finetune.extra_features import get_featurizer
 
-        return 0 if self.cfg.extra_features is None else get_featurizer(self.cfg.extra_features).dim
+        return 0 if self.cfg.extra_kind is None else get_featurizer(self.cfg.extra_kind).dim
 
     @property
     def extra(self) -> Optional[np.ndarray]:
         """The raw extra features [M, E] of every molecule (computed, or read from the cache next to
         the featurised store, once), or None."""
-        if self.cfg.extra_features is None:
+        if self.cfg.extra_kind is None:
             return None
         if self._extra is None:
             from graphmvp.finetune.extra_features import dataset_features
 
-            self._extra = dataset_features(self.cfg.extra_features, self.dataset.smiles,
+            self._extra = dataset_features(self.cfg.extra_kind, self.dataset.smiles,
                                            self.dataset.store_path if self.cfg.use_cache else None)
         return self._extra
 
     def extra_statistics(self, seed: int):
         """The extra features' standardisation for run seed ``seed``: fitted on its TRAINING part
         only (:func:`graphmvp.finetune.extra_features.fit_statistics`), or None."""
-        if self.cfg.extra_features is None:
+        if self.cfg.extra_kind is None:
             return None
         from graphmvp.finetune.extra_features import fit_statistics, get_featurizer
 
-        return fit_statistics(get_featurizer(self.cfg.extra_features), self.extra[self.parts(seed)["train"]])
+        return fit_statistics(get_featurizer(self.cfg.extra_kind), self.extra[self.parts(seed)["train"]])
 
     @property
     def num_tasks(self) -> int:
@@ -117,7 +117,7 @@ class MoleculeProblem:
 
     def batch(self, indices: np.ndarray):
         g, y = self.dataset.batch(indices, descriptors=self.cfg.graph_features == "chemprop")
-        if self.cfg.extra_features is None:
+        if self.cfg.extra_kind is None:
             return (g,), y
         return (g, torch.from_numpy(self.extra[np.asarray(indices, dtype=np.int64)])), y
 

@@ -435,10 +435,10 @@ def _save_model(path: Path, cfg: FinetuneConfig, problem, ttype: TaskType, pooli
     molecules identically (graphs, extra features and their statistics) and to undo the target
     standardisation."""
     extra = None
-    if cfg.extra_features is not None:
+    if cfg.extra_kind is not None:
         from graphmvp.finetune.extra_features import describe
 
-        extra = {**describe(cfg.extra_features), **run.extra_statistics.to_dict()}
+        extra = {**describe(cfg.extra_kind), **run.extra_statistics.to_dict()}
     payload = {"format": MODEL_FORMAT, "state_dict": result.best_state, "epoch": result.best_epoch,
                "encoder_config": run.init.config, "task": cfg.task_name, "num_tasks": problem.num_tasks,
                "head": cfg.head, "head_hidden": cfg.head_hidden, "pooling": pooling,
@@ -665,18 +665,18 @@ def _metric_stats(ttype: TaskType, entries: list[dict], seeds: list[int]) -> dic
 def _method_label(cfg: FinetuneConfig, base: str) -> str:
     """The table label: the encoder's, plus the graph and extra features and the ensemble size when used."""
     label = base if cfg.graph_features == "hu" else f"{base} + {cfg.graph_features} atom/bond features"
-    label = label if cfg.extra_features is None else f"{label} + {cfg.extra_features}"
+    label = label if cfg.extra_kind is None else f"{label} + {cfg.extra_kind}"
     return label if cfg.ensemble == 1 else f"{label} (ensemble of {cfg.ensemble})"
 
 
 def _extra_features_record(cfg: FinetuneConfig, problem) -> Optional[dict]:
     """config.json's record of the extra features: kind, width, names and every seed's
     training-split statistics (None without extra features)."""
-    if cfg.extra_features is None:
+    if cfg.extra_kind is None:
         return None
     from graphmvp.finetune.extra_features import describe
 
-    record = describe(cfg.extra_features)
+    record = describe(cfg.extra_kind)
     stats = {f"seed_{s}": problem.extra_statistics(s).to_dict() for s in cfg.seeds} if record["standardised"] else None
     return {**record, "statistics": stats}
 

@@ -71,14 +71,14 @@ def test_finetune_from_a_pretraining_run_writes_everything(freesolv, pretrain_ru
                                  "--seeds", 0, 1, "--epochs", 3, "--batch-size", 64, "--out", out, "--threads", 1,
                                  "--no-progress")
     assert rc == 0, stderr
-    assert "freesolv / graphmvp: test rmse at best validation epoch" in stdout
+    assert "freesolv / graphmvp + rdkit2d: test rmse at best validation epoch" in stdout
     for name in ("config.json", "summary.json", "metrics.csv", "learning_curve.png", "skipped.tsv",
                  "seed_0/split.json", "seed_1/split.json"):
         assert (out / name).is_file(), name
     assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["method"] == "graphmvp" and summary["seeds"] == [0, 1] and summary["metric"] == "rmse"
+    assert summary["method"] == "graphmvp + rdkit2d" and summary["seeds"] == [0, 1] and summary["metric"] == "rmse"
     assert summary["dataset"]["rows"] == 642 and summary["dataset"]["molecules"] == 642
     assert summary["init"]["config"]["emb_dim"] == 16 and summary["init"]["path"].endswith("model_2d.pt")
     # the default protocol builds the graphs as the encoder was pretrained (with hydrogens): no warning
@@ -101,8 +101,9 @@ def test_finetune_from_a_pretraining_run_writes_everything(freesolv, pretrain_ru
     split = json.loads((out / "seed_0" / "split.json").read_text())
     assert split == json.loads((out / "seed_1" / "split.json").read_text())  # the scaffold split is deterministic
     config = json.loads((out / "config.json").read_text())
-    # the default protocol pools by sum for regression, whatever the checkpoint's pooling (mean)
-    assert config["config"]["dropout"] == 0.2 and config["config"]["lr"] == 1e-3 and config["pooling"] == "sum"
+    # the default protocol puts RDKit's descriptors beside the mean-pooled embedding for regression
+    assert config["config"]["dropout"] == 0.2 and config["config"]["lr"] == 1e-3 and config["pooling"] == "mean"
+    assert config["config"]["extra_features"] == "rdkit2d" and config["extra_features"]["kind"] == "rdkit2d"
 
     # a baseline run and the table of both
     base = tmp_path / "scratch"
@@ -114,8 +115,8 @@ def test_finetune_from_a_pretraining_run_writes_everything(freesolv, pretrain_ru
     lines = table.splitlines()
     assert lines[0].split() == ["method", "freesolv"]
     gm = summary["result"]["test_at_best_valid"]
-    assert lines[2].split()[0] == "graphmvp" and lines[2].split()[1] == f"{gm['mean']:.3f}({gm['std']:.3f})"
-    assert lines[3].startswith("no pretraining")
+    assert lines[2].startswith("graphmvp + rdkit2d ") and lines[2].split()[3] == f"{gm['mean']:.3f}({gm['std']:.3f})"
+    assert lines[3].startswith("no pretraining + rdkit2d ")
     rc, table_last, _ = run_cli(capsys, "table", "--epoch", "last", out)
     last = summary["result"]["test_at_last_epoch"]
     assert f"{last['mean']:.3f}({last['std']:.3f})" in table_last and "last epoch" in table_last
@@ -124,7 +125,8 @@ def test_finetune_from_a_pretraining_run_writes_everything(freesolv, pretrain_ru
 def test_frozen_encoder_keeps_the_pretrained_weights(freesolv, pretrain_run, tmp_path, capsys):
     out = tmp_path / "probe"
     rc, _, stderr = run_cli(capsys, "--task", "freesolv", "--data-file", freesolv, "--init", pretrain_run,
-                            "--freeze-encoder", "--head", "linear", "--save-model", "--epochs", 2, "--batch-size", 128, "--out", out,
+                            "--freeze-encoder", "--head", "linear", "--extra-features", "none", "--save-model", "--epochs", 2,
+                            "--batch-size", 128, "--out", out,
                             "--threads", 1, "--no-progress")
     assert rc == 0, stderr
     model, payload = load_finetuned(out / "seed_0" / "best_model.pt")
@@ -198,7 +200,7 @@ def test_encoder_flag_fine_tunes_a_randomly_initialised_graphgps(freesolv, tmp_p
     assert (gps.config()["hidden_dim"], gps.config()["heads"], gps.config()["attn_dropout"]) == (8, 2, 0.1)
     assert gps.config()["num_layers"] == 2 and gps.config()["emb_dim"] == 16
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["method"] == "no pretraining (graphgps)"
+    assert summary["method"] == "no pretraining (graphgps) + rdkit2d"  # regression: the default's descriptors
     assert json.loads((out / "config.json").read_text())["config"]["encoder"] == "graphgps"
 
 

@@ -62,7 +62,8 @@ def test_run_folder_is_an_ensemble_with_spread(run):
     for r in rows:
         members = np.array([float(r["y_seed_0"]), float(r["y_seed_1"])])
         assert float(r["y"]) == pytest.approx(members.mean(), rel=1e-5)
-        assert float(r["y_std"]) == pytest.approx(members.std(), rel=1e-4, abs=1e-6)
+        # the CSV holds 6 significant digits: members of magnitude ~1-10 carry up to 5e-5 of rounding
+        assert float(r["y_std"]) == pytest.approx(members.std(), rel=1e-4, abs=5e-5)
 
 
 @pytest.mark.parametrize("args, message", [

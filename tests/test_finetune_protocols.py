@@ -34,12 +34,33 @@ def test_default_protocol_and_explicit_options_win():
     c = FinetuneConfig(task="esol", batch_size=64, head="linear", standardize=False, patience=0).resolved()
     assert (c.batch_size, c.head, c.standardize, c.patience) == (64, "linear", False, 0)
     assert FinetuneConfig(task="bbbp").resolved().standardize is False          # classification: never
-    assert FinetuneConfig(task="esol").resolved().pooling == "sum"              # regression: sum
     assert FinetuneConfig(task="bbbp").resolved().pooling is None               # classification: the encoder's
-    assert FinetuneConfig(task="esol", pooling="mean").resolved().pooling == "mean"
+    assert FinetuneConfig(task="esol", pooling="sum").resolved().pooling == "sum"
     assert FinetuneConfig(task="esol", protocol="paper").resolved().pooling is None
     dta = FinetuneConfig(task="davis").resolved()                             # DTA keeps the paper protocol
     assert (dta.batch_size, dta.head, dta.lr_schedule) == (256, "linear", "constant")
+
+
+def test_default_protocol_extra_features_for_regression_only():
+    """Regression: RDKit descriptors beside a mean-pooled embedding; classification, DTA and the
+    paper protocol: none; "none" turns them off explicitly and survives a second resolution."""
+    def extra(**kw):
+        c = FinetuneConfig(**kw).resolved()
+        return c.extra_features, c.extra_kind, c.pooling
+
+    assert extra(task="esol") == ("rdkit2d", "rdkit2d", "mean")
+    assert extra(task="bbbp") == ("none", None, None)
+    assert extra(task="davis") == ("none", None, None)
+    assert extra(task="esol", protocol="paper") == ("none", None, None)
+    assert extra(task="esol", extra_features="none") == ("none", None, "mean")
+    assert extra(task="esol", extra_features="morgan", pooling="sum") == ("morgan", "morgan", "sum")
+    assert extra(task="bbbp", extra_features="rdkit2d") == ("rdkit2d", "rdkit2d", None)
+    off = FinetuneConfig(task="esol", extra_features="none").resolved()
+    assert FinetuneConfig.from_dict(off.to_dict()).resolved().extra_kind is None  # a recorded config keeps its meaning
+    with pytest.raises(FinetuneError, match="--extra-features 'maccs': allowed: morgan, rdkit2d, none"):
+        FinetuneConfig(task="esol", extra_features="maccs").resolved()
+    with pytest.raises(FinetuneError, match="applies to molecule tasks, not to DTA"):
+        FinetuneConfig(task="davis", extra_features="rdkit2d").resolved()
 
 
 @pytest.mark.parametrize("kw, message", [

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from graphmvp.finetune.config import FinetuneConfig
 from tests.conftest import load_benchmark
 
 
@@ -113,3 +115,36 @@ def test_units_of_the_papers_table_are_taken_only_when_they_are_the_same_computa
     assert bench.borrow(ds, "ecfp4_rf", 0, args)["test"] == {"rmse": 2.0}
     peer.write_text(json.dumps({**{k: v for k, v in record.items() if k != "config"}, "split_sizes": dict(sizes, test=64)}))
     assert bench.borrow(ds, "ecfp4_rf", 0, args) is None
+
+
+def test_row_names_keep_their_meaning_when_the_default_protocol_moves(bench, tmp_path, monkeypatch):
+    """A ``gin-default-*`` row on a regression set runs what the default protocol did when it was
+    recorded (sum pooling, no extra features, hydrogen-free graphs) unless its name says otherwise;
+    on a classification set it leaves pooling and extra features to the protocol."""
+    import graphmvp.finetune.trainer as trainer
+
+    seen = {}
+
+    def fake_finetune(cfg):
+        r = cfg.resolved()
+        seen[(Path(cfg.data_file).name, Path(cfg.out).name)] = (r.pooling, r.extra_kind, r.hydrogens)
+        per = {"valid_at_best": {}, "test_at_best_valid": {}, "test_at_last_epoch": {}, "best_epoch": 1}
+        return {"per_seed": [per]}
+
+    monkeypatch.setattr(trainer, "finetune", fake_finetune)
+    args = argparse.Namespace(init=None, threads=1)
+    regression = bench.BenchSet("freesolv", tmp_path / "freesolv.csv", "y", "regression")
+    classification = bench.BenchSet("bbbp", tmp_path / "bbbp.csv", "y", "classification")
+    for ds in (regression, classification):
+        for method in ("gin-default-scratch", "gin-default-mean-rdkit2d-scratch", "gin-default-keeph-scratch"):
+            bench.METHODS.get(method)(ds, 0, args, tmp_path)
+    assert seen == {
+        ("freesolv.csv", "gin-default-scratch-s0"): ("sum", None, "drop"),
+        ("freesolv.csv", "gin-default-mean-rdkit2d-scratch-s0"): ("mean", "rdkit2d", "drop"),
+        ("freesolv.csv", "gin-default-keep-scratch-s0"): ("sum", None, "keep"),
+        ("bbbp.csv", "gin-default-scratch-s0"): (None, None, "drop"),
+        ("bbbp.csv", "gin-default-mean-rdkit2d-scratch-s0"): ("mean", "rdkit2d", "drop"),
+        ("bbbp.csv", "gin-default-keep-scratch-s0"): (None, None, "keep"),
+    }
+    default = FinetuneConfig(task="freesolv").resolved()  # the protocol's own choice is the mean-rdkit2d row's
+    assert (default.pooling, default.extra_kind, default.hydrogens) == ("mean", "rdkit2d", "drop")

@@ -177,7 +177,7 @@ def test_run_records_and_predict_reproduces_the_test_metric(data, tmp_path):
                          split="random", epochs=2, num_layers=2, emb_dim=8, seeds=(0,), progress=False, threads=1,
                          use_cache=False, graph_features="chemprop", save_model=True, out=str(tmp_path / "run"))
     s = finetune(cfg)
-    assert s["method"] == "no pretraining + chemprop atom/bond features"
+    assert s["method"] == "no pretraining + chemprop atom/bond features + rdkit2d"  # regression: the default adds rdkit2d
     assert s["protocol"]["graph_features"] == "chemprop"
     assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["graph_features"] == "chemprop"
     model, payload = load_finetuned(tmp_path / "run" / "seed_0" / "best_model.pt")
