@@ -10,6 +10,8 @@ Methods (``--methods``, default all that can run):
   rows were recorded);
 * ``gin-paper-pretrained`` / ``gin-default-pretrained``: the same from ``--init`` (default
   ``graphmvp-c-zinc50k``, the README's pick among the released checkpoints);
+  ``gin-paper-keeph-*``: the paper protocol on graphs with explicit hydrogens (what the paper
+  table would show if it fed the checkpoints the graphs they were pretrained on);
 * ``gin-default-rdkit2d-scratch`` / ``gin-default-rdkit2d-pretrained``: the default protocol with
   ``--extra-features rdkit2d`` (normalised RDKit 2D descriptors beside the graph embedding);
 * ``ecfp4_rf``, ``ecfp4_svm``, ``chemprop``: :mod:`graphmvp.finetune.peers` (the ``[bench]`` extra);
@@ -197,6 +199,9 @@ def _gin(protocol: str, pretrained: bool, **options) -> Callable:
 for _protocol in ("paper", "default"):
     for _pre in (False, True):
         METHODS.register(f"gin-{_protocol}-{'pretrained' if _pre else 'scratch'}")(_gin(_protocol, _pre))
+# upstream's protocol on graphs with explicit hydrogens, as the checkpoints were pretrained (issue 11)
+METHODS.register("gin-paper-keeph-pretrained")(_gin("paper", True, hydrogens="keep"))
+METHODS.register("gin-paper-keeph-scratch")(_gin("paper", False, hydrogens="keep"))
 for _pre in (False, True):
     _end = "pretrained" if _pre else "scratch"
     METHODS.register(f"gin-default-rdkit2d-{_end}")(_gin("default", _pre, extra_features="rdkit2d"))
