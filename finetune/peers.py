@@ -241,7 +241,16 @@ def _read_predictions(path: Path, n: int, columns: Sequence[str]) -> np.ndarray:
     missing = [c for c in columns if c not in rows[0]]
     if missing:
         raise FinetuneError(f"{path}: no prediction column(s) {missing}; columns are {list(rows[0])}")
-    return np.array([[float(r[c]) for c in columns] for r in rows], dtype=np.float64)
+    # chemprop writes a NaN output as an empty cell: its model diverged (e.g. on unscaled descriptors)
+    blank = [i for i, r in enumerate(rows) if any(not (r[c] or "").strip() for c in columns)]
+    if blank:
+        raise FinetuneError(f"{path}: no prediction for {len(blank)} of {n} molecules (first: line {blank[0] + 2}, "
+                            f"{rows[blank[0]].get('smiles', '?')}); chemprop's model gave NaN, it diverged "
+                            f"(log: {path.parent / 'chemprop.log'})")
+    try:
+        return np.array([[float(r[c]) for c in columns] for r in rows], dtype=np.float64)
+    except ValueError as e:
+        raise FinetuneError(f"{path}: a prediction is not a number ({e})") from None
 
 
 def chemprop_command() -> list[str]:

@@ -156,6 +156,23 @@ def test_bad_peer_data_is_refused():
                  "dta")
 
 
+def test_chemprop_predictions_that_diverged_are_a_clear_error(tmp_path):
+    """chemprop writes a NaN prediction as an empty cell (seen with rdkit_2d on CHEMBL1871): that is
+    a one-line error naming the file, the first molecule and the log, not a float() traceback."""
+    from graphmvp.finetune.peers import _read_predictions
+
+    path = tmp_path / "valid_predictions.csv"
+    path.write_text("smiles,task_0\nCCO,1.5\nc1ccccc1,-0.25\n")
+    assert _read_predictions(path, 2, ["task_0"]).tolist() == [[1.5], [-0.25]]
+    path.write_text("smiles,task_0\nCCO,1.5\nc1ccccc1,\nCCN,\n")
+    with pytest.raises(FinetuneError, match=r"no prediction for 2 of 3 molecules \(first: line 3, c1ccccc1\); "
+                                            r"chemprop's model gave NaN, it diverged \(log: .*chemprop.log\)"):
+        _read_predictions(path, 3, ["task_0"])
+    path.write_text("smiles,task_0\nCCO,abc\n")
+    with pytest.raises(FinetuneError, match="a prediction is not a number"):
+        _read_predictions(path, 1, ["task_0"])
+
+
 @needs_chemprop
 def test_chemprop_runs_on_our_split(shared_data, tmp_path):
     """60 ESOL molecules, 3 epochs (chemprop needs more than its 2 warm-up epochs): predictions for every valid/test molecule, finite RMSE."""
