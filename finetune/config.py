@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from graphmvp.finetune.errors import FinetuneError
+from graphmvp.finetune.extra_features import NO_EXTRA_FEATURES
 from graphmvp.finetune.model import GRAPH_FEATURES, HEADS
 from graphmvp.finetune.splits import SPLITS
 from graphmvp.finetune.tasks import TASK_TYPES, TaskSpec, get_task
@@ -27,8 +28,6 @@ from graphmvp.models.graphgps import RWSE_NORMS
 
 #: the split name of DTA tasks (DeepDTA setting-1 folds, validation = a random part of the training folds)
 DTA_SPLIT = "deepdta_folds"
-#: ``extra_features`` value for "no extra features" (None means: the protocol decides)
-NO_EXTRA_FEATURES = "none"
 
 
 @dataclass

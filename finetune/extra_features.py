@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: finite rdkit2d values are clipped to [-CLIP, CLIP] (Ipc and friends reach 1e30 and beyond)
 CLIP = 1e6
+#: the ``--extra-features`` value for "none" (a config's None means: the protocol decides)
+NO_EXTRA_FEATURES = "none"
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ EXTRA_FEATURES.register("rdkit2d")(ExtraFeaturizer(
 
 def get_featurizer(kind: str) -> ExtraFeaturizer:
     if kind not in EXTRA_FEATURES:
-        raise FinetuneError(f"--extra-features {kind!r}: allowed: {', '.join(EXTRA_FEATURES.names())}, none")
+        raise FinetuneError(f"--extra-features {kind!r}: allowed: {', '.join(EXTRA_FEATURES.names())}, {NO_EXTRA_FEATURES}")
     return EXTRA_FEATURES.get(kind)
 
 

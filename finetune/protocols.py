@@ -41,6 +41,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from graphmvp.finetune.extra_features import NO_EXTRA_FEATURES
 from graphmvp.registry import Registry
 
 
@@ -65,7 +66,8 @@ class Protocol:
 #: the options a protocol decides (a user's explicit value wins); with their paper values
 PAPER_VALUES: dict[str, Any] = {"head": "linear", "weight_decay": 0.0, "standardize": False, "lr_schedule": "constant",
                                 "warmup_epochs": 0.0, "patience": 0, "grad_clip": 0.0, "encoder_lr_scale": 1.0,
-                                "graph_features": "hu", "hydrogens": "drop", "extra_features": "none"}
+                                "graph_features": "hu", "hydrogens": "drop",
+                                "extra_features": NO_EXTRA_FEATURES}
 
 #: protocol name -> :class:`Protocol`
 PROTOCOLS: Registry = Registry("protocol")
