@@ -72,6 +72,20 @@ def test_peers_skip_dta_and_seeds_come_first(table):
         ("esol", "no pretraining", 1), ("esol", "ecfp4_rf", 1), ("davis", "no pretraining", 1)]
 
 
+def test_rows_narrows_the_units_by_label_or_slug_and_refuses_unknown_names(table, tmp_path, capsys):
+    common = ["--work", str(tmp_path / "w"), "--results", str(tmp_path / "r"), "--list", "--no-checkpoints",
+              "--tasks", "esol", "bbbp", "--seeds", "2"]
+    assert table.main([*common, "--rows", "chemprop", "no_pretraining"]) == 0
+    listed = [line.split() for line in capsys.readouterr().out.splitlines()]
+    # row order, not the order asked for; "no pretraining" by its slug
+    assert [(w[1], " ".join(w[2:-2])) for w in listed] == [
+        ("esol", "no pretraining"), ("esol", "chemprop"), ("bbbp", "no pretraining"), ("bbbp", "chemprop")]
+    assert table.main([*common, "--rows", "no pretraining"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    with pytest.raises(SystemExit, match="--rows graphmvp-typo: not a row of this table .*no_pretraining"):
+        table.main([*common, "--rows", "graphmvp-typo"])
+
+
 def test_a_run_resumes_by_unit_and_writes_the_report(table, shared_data, tmp_path, one_torch_thread):
     shared_file(shared_data, "moleculenet/freesolv.csv.gz")
     results, report = tmp_path / "results", tmp_path / "results.md"
