@@ -78,6 +78,12 @@ HEADS.register("mlp")(HeadSpec("graph_pred_mlp", _mlp_head))
 GRAPH_FEATURES = ("hu", "chemprop")
 
 
+def _require_gin(encoder: nn.Module, graph_features: str) -> None:
+    """The atom and bond descriptor tables add to a GIN's own embeddings: other encoders are refused."""
+    if not isinstance(encoder, GIN):
+        raise FinetuneError(f"--graph-features {graph_features} needs a GIN encoder, not {type(encoder).__name__}")
+
+
 def descriptor_embedding(graph_features: str, encoder: nn.Module, zero_init: bool) -> Optional[DescriptorEmbedding]:
     """The :class:`DescriptorEmbedding` that ``graph_features`` asks for beside ``encoder`` (None for
     ``hu``); ``zero_init`` for a pretrained encoder, whose function it then leaves unchanged at the
@@ -86,8 +92,7 @@ def descriptor_embedding(graph_features: str, encoder: nn.Module, zero_init: boo
         raise FinetuneError(f"--graph-features {graph_features!r}: allowed: {', '.join(GRAPH_FEATURES)}")
     if graph_features == "hu":
         return None
-    if not isinstance(encoder, GIN):
-        raise FinetuneError(f"--graph-features {graph_features} needs a GIN encoder, not {type(encoder).__name__}")
+    _require_gin(encoder, graph_features)
     from graphmvp.descriptors import ATOM_DESCRIPTORS, BOND_DESCRIPTORS
 
     return DescriptorEmbedding(ATOM_DESCRIPTORS, BOND_DESCRIPTORS, encoder.emb_dim, encoder.num_layers, zero_init)
@@ -129,8 +134,8 @@ class FinetuneModel(nn.Module):
         if int(num_tasks) < 1:
             raise ValueError(f"num_tasks must be >= 1, got {num_tasks!r}")
         self.molecule_model = encoder
-        if descriptors is not None and not isinstance(encoder, GIN):
-            raise FinetuneError(f"--graph-features chemprop needs a GIN encoder, not {type(encoder).__name__}")
+        if descriptors is not None:
+            _require_gin(encoder, "chemprop")
         self.descriptor_embedding = descriptors
         self.pooling = pooling
         self.head_name = head

@@ -151,6 +151,8 @@ def test_embedding_shapes_and_bad_input():
     gps = build_encoder("graphgps", num_layers=1, emb_dim=8, heads=2)
     with pytest.raises(FinetuneError, match="needs a GIN encoder"):
         descriptor_embedding("chemprop", gps, zero_init=False)
+    with pytest.raises(FinetuneError, match="--graph-features chemprop needs a GIN encoder, not GraphGPS"):
+        FinetuneModel(gps, 1, descriptors=emb)
     with pytest.raises(ValueError, match="needs g.ndata"):
         gin = build_encoder("gin", num_layers=1, emb_dim=8)
         FinetuneModel(gin, 1, descriptors=descriptor_embedding("chemprop", gin, False))(
