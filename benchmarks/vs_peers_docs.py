@@ -109,6 +109,10 @@ VIEWS = {
         ("chemprop", "chemprop (CLI defaults)"), ("ecfp4_rf", "ECFP4 RF"), ("ecfp4_svm", "ECFP4 SVM"), *_CLS_GIN),
         CLASSIFICATION),
     "classification-last-epoch": Grid("test ROC-AUC at the last epoch", _CLS_GIN, CLASSIFICATION, key="test_last"),
+    "regression-last-epoch": Grid("test RMSE at the last epoch", (
+        _DEFAULT_SCRATCH_REG, _DEFAULT_PRETRAINED_REG,
+        ("gin-default-mean-rdkit2d-pretrained", "GIN, default, graphmvp-c-zinc50k without H"), *_PAPER),
+        REGRESSION, key="test_last"),
     "vs-chemprop": Relative((
         ("gin-default-mean-rdkit2d-scratch", "GIN, default, no pretraining"),
         ("gin-default-mean-rdkit2d-keeph-pretrained", "GIN, default, graphmvp-c-zinc50k"),
