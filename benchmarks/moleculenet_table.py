@@ -254,6 +254,12 @@ GROUPS = (("classification", "roc_auc", "ROC-AUC (x100, higher is better)"),
           ("dta", "ci", "concordance index (higher is better)"))
 
 
+def local_rows(rows: list[dict]) -> dict[str, str]:
+    """label -> path of the rows fine-tuned from a local run: a released checkpoint's row carries its
+    own name as ``init``, a ``--init LABEL=PATH`` row the path."""
+    return {r["method"]: r["init"] for r in rows if r.get("init") and r["init"] != r["method"]}
+
+
 def render_report(rows: list[dict], row_order: list[str], header: str) -> str:
     parts = [header]
     for ttype, metric, title in GROUPS:
@@ -272,6 +278,10 @@ def render_report(rows: list[dict], row_order: list[str], header: str) -> str:
             paper = paper_table(metric, tasks)
             if paper:
                 parts.append("### the paper's figures (its own data files and GPU runs)\n\n" + paper)
+    local = local_rows(rows)
+    if local:
+        parts.append("Rows from a local pretraining run (`--init LABEL=PATH`), not a released checkpoint: "
+                     + "; ".join(f"`{label}` = `{path}`" for label, path in sorted(local.items())) + ".")
     seconds = sum(r.get("seconds", 0.0) for r in rows)
     parts.append(f"{len(rows)} units measured, {seconds / 3600:.1f} h of compute in total.")
     return "\n\n".join(parts) + "\n"

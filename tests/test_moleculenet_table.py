@@ -46,6 +46,16 @@ def test_the_report_has_both_epochs_and_the_paper_beside(table):
     assert "1.178" in text
 
 
+def test_the_report_says_which_rows_come_from_a_local_run_rather_than_a_release(table):
+    rows = [dict(_row("esol", "graphmvp-c-zinc50k", 0, 1.0), init="graphmvp-c-zinc50k"),
+            dict(_row("esol", "mine", 0, 1.0), init="/runs/pretrain/mine"), dict(_row("esol", "mine", 1, 1.0), init="/runs/pretrain/mine"),
+            dict(_row("esol", "no pretraining", 0, 1.0), init=None), _row("esol", "chemprop", 0, 1.0)]
+    assert table.local_rows(rows) == {"mine": "/runs/pretrain/mine"}
+    text = table.render_report(rows, [], "# header")
+    assert "not a released checkpoint: `mine` = `/runs/pretrain/mine`." in text
+    assert "not a released checkpoint" not in table.render_report(rows[:1] + rows[3:], [], "# header")
+
+
 def test_the_row_order_does_not_depend_on_which_rows_an_invocation_runs(table, tmp_path):
     """A shard that runs chemprop alone rewrites the same report as one that runs every row."""
     results = tmp_path / "results"
