@@ -260,8 +260,28 @@ def local_rows(rows: list[dict]) -> dict[str, str]:
     return {r["method"]: r["init"] for r in rows if r.get("init") and r["init"] != r["method"]}
 
 
+def epoch_notes(rows: list[dict]) -> list[str]:
+    """Where the GIN units ran other epochs than the paper's, read from their results rather than
+    from the flags of the call that writes the report, so that every call writes the same page."""
+    from graphmvp.finetune.tasks import TASK_TYPES
+
+    ran: dict[str, set[int]] = {}
+    for r in rows:
+        if r.get("epochs") is not None:  # GIN units; a peer has no epochs
+            ran.setdefault(get_task(r["task"]).task_type, set()).add(int(r["epochs"]))
+    notes = []
+    for ttype, epochs in sorted(ran.items()):
+        paper = TASK_TYPES.get(ttype).epochs
+        other = sorted(epochs - {paper})
+        if other:
+            some = " in some units" if paper in epochs else ""
+            notes.append(f"**{ttype}: {', '.join(map(str, other))} epochs instead of the paper's {paper}{some}.**"
+                         + (" (DTA's 200 cost too much on this CPU.)" if ttype == "dta" else " Not the paper's protocol."))
+    return notes
+
+
 def render_report(rows: list[dict], row_order: list[str], header: str) -> str:
-    parts = [header]
+    parts = [header, *epoch_notes(rows)]
     for ttype, metric, title in GROUPS:
         group_rows = [r for r in rows if get_task(r["task"]).task_type == ttype]
         if not group_rows:
@@ -413,10 +433,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         i, n = (int(x) for x in args.shard.split("/"))
         units = units[i::n]
     header = REPORT_HEADER
-    if args.epochs:
-        header += f"\n**Epochs overridden: {args.epochs} for every task (not the paper's protocol).**\n"
-    if args.dta_epochs:
-        header += f"\nDTA epochs: {args.dta_epochs} instead of the paper's 200 (its cost on this CPU, see the budget).\n"
     # every row the results may hold, in one order whichever rows this invocation runs
     row_order = list(dict.fromkeys([NO_PRETRAINING, *(m.label for m in released_checkpoints()),
                                     *(m.label for m in methods if m.label not in PEER_METHODS), *PEER_METHODS]))

@@ -56,6 +56,18 @@ def test_the_report_says_which_rows_come_from_a_local_run_rather_than_a_release(
     assert "not a released checkpoint" not in table.render_report(rows[:1] + rows[3:], [], "# header")
 
 
+def test_epochs_other_than_the_papers_are_stated_from_the_results_not_the_flags(table):
+    gin = [dict(_row("esol", "no pretraining", 0, 1.0), epochs=100), dict(_row("davis", "no pretraining", 0, 0.3, metric="mse"), epochs=20)]
+    peer = [_row("esol", "chemprop", 0, 1.0)]  # no epochs: never noted
+    notes = table.epoch_notes(gin + peer)
+    assert notes == ["**dta: 20 epochs instead of the paper's 200.** (DTA's 200 cost too much on this CPU.)"]
+    assert table.epoch_notes(gin[:1] + peer) == []
+    mixed = table.epoch_notes([*gin[:1], dict(_row("bbbp", "x", 0, 0.7, metric="roc_auc"), epochs=2), dict(gin[0], seed=1, epochs=3)])
+    assert mixed == ["**classification: 2 epochs instead of the paper's 100.** Not the paper's protocol.",
+                     "**regression: 3 epochs instead of the paper's 100 in some units.** Not the paper's protocol."]
+    assert notes[0] in table.render_report(gin + peer, [], "# header")
+
+
 def test_the_row_order_does_not_depend_on_which_rows_an_invocation_runs(table, tmp_path):
     """A shard that runs chemprop alone rewrites the same report as one that runs every row."""
     results = tmp_path / "results"
@@ -108,7 +120,7 @@ def test_a_run_resumes_by_unit_and_writes_the_report(table, shared_data, tmp_pat
     assert first["config"]["protocol"] == "paper" and first["config"]["epochs"] == 2
     assert first["test_at_best_valid"]["rmse"] > 0 and first["seed"] == 0
     text = report.read_text()
-    assert "freesolv" in text and "Epochs overridden: 2" in text and "[1 seed]" in text
+    assert "freesolv" in text and "regression: 2 epochs instead of the paper's 100" in text and "[1 seed]" in text
     assert table.main(argv) == 0  # resumes: the finished unit is not run again
     assert json.loads(unit.read_text())["finished"] == first["finished"]
 
