@@ -275,8 +275,7 @@ def epoch_notes(rows: list[dict]) -> list[str]:
         other = sorted(epochs - {paper})
         if other:
             some = " in some units" if paper in epochs else ""
-            notes.append(f"**{ttype}: {', '.join(map(str, other))} epochs instead of the paper's {paper}{some}.**"
-                         + (" (DTA's 200 cost too much on this CPU.)" if ttype == "dta" else " Not the paper's protocol."))
+            notes.append(f"**{ttype}: {', '.join(map(str, other))} epochs instead of the paper's {paper}{some}.**")
     return notes
 
 
