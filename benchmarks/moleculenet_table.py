@@ -431,13 +431,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.shard:
         i, n = (int(x) for x in args.shard.split("/"))
         units = units[i::n]
-    header = REPORT_HEADER
     # every row the results may hold, in one order whichever rows this invocation runs
     row_order = list(dict.fromkeys([NO_PRETRAINING, *(m.label for m in released_checkpoints()),
                                     *(m.label for m in methods if m.label not in PEER_METHODS), *PEER_METHODS]))
 
     def report() -> None:
-        write_text_atomic(args.report, render_report(load_results(args.results), row_order, header))
+        write_text_atomic(args.report, render_report(load_results(args.results), row_order, REPORT_HEADER))
 
     if args.list:
         for u in units:

@@ -36,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from finetune_vs_peers import RESULTS, read_results, unique  # noqa: E402
 
+from graphmvp.finetune.table import seeds_mark  # noqa: E402
 from graphmvp.io import write_text_atomic  # noqa: E402
 
 DOC = HERE.parent / "docs" / "benchmarks.md"
@@ -84,11 +85,10 @@ class Relative:
     rows: tuple[tuple[str, str], ...]
     datasets: tuple[str, ...] = REGRESSION
     reference: str = "chemprop"
-    reference_name: str = "chemprop"
 
     def render(self, groups: dict) -> str:
         sets = [d for d in self.datasets if groups.get((d, self.reference))]
-        lines = [f"| test RMSE against {self.reference_name} | " + " | ".join(short(d) for d in sets)
+        lines = [f"| test RMSE against {self.reference} | " + " | ".join(short(d) for d in sets)
                  + " | mean | ahead on |", "|---" * (len(sets) + 3) + "|"]
         for m, name in self.rows:
             rel = relative_rmse(groups, m, self.reference, sets)
@@ -154,8 +154,7 @@ def cell(records: Sequence[dict], key: str = "test") -> str:
     if any(key not in r for r in records):
         return "n/a"  # recorded before the script kept that figure
     v = np.array([r[key][r["metric"]] for r in records])
-    n = len(records)
-    return f"{v.mean():.3f} ({v.std():.3f})" + ("" if n == FULL_SEEDS else f" [{n} seed{'s' if n > 1 else ''}]")
+    return f"{v.mean():.3f} ({v.std():.3f})" + seeds_mark(len(records), FULL_SEEDS)
 
 
 def relative_rmse(groups: dict, method: str, reference: str, datasets: Sequence[str]) -> dict[str, float]:

@@ -79,13 +79,18 @@ def _task_order(tasks: set[str]) -> list[str]:
     return known + sorted(tasks - set(known))
 
 
+def seeds_mark(seeds: int, full_seeds: int) -> str:
+    """`` [2 seeds]`` after a cell with fewer seeds than ``full_seeds``, else nothing."""
+    return f" [{seeds} seed{'s' if seeds != 1 else ''}]" if 0 < seeds < full_seeds else ""
+
+
 def _cell(value: float, std: float, metric: str, nonfinite: int = 0, seeds: int = 0, full_seeds: int = 0) -> str:
     """``full_seeds``: a cell with fewer seeds than this says how many it has (``[2 seeds]``)."""
     if nonfinite:
         return f"nan({nonfinite}/{seeds} seeds)"
     if math.isnan(value):
         return "nan"
-    partial = f" [{seeds} seed{'s' if seeds != 1 else ''}]" if 0 < seeds < full_seeds else ""
+    partial = seeds_mark(seeds, full_seeds)
     if metric == "roc_auc":
         return f"{100 * value:.1f}({100 * std:.1f}){partial}"
     return f"{value:.3f}({std:.3f}){partial}"
