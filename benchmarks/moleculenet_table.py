@@ -315,7 +315,8 @@ resume or to refresh this page. Do not edit by hand.
 Protocol (GIN rows): `graphmvp-finetune --protocol paper`, the GraphMVP paper's: scaffold split
 80/10/10 (Hu et al.'s deterministic order), Adam, batch 256, classification lr 1e-3 / dropout 0.5
 / 100 epochs, regression lr 1e-3 / dropout 0.2 / 100 epochs (MSE on raw targets), DTA lr 5e-4 /
-dropout 0.2 on DeepDTA's setting-1 folds (validation = a seeded 20% of the training folds); GIN
+dropout 0.2 on DeepDTA's setting-1 folds (validation = a seeded 20% of the training folds; a
+training batch encodes each distinct drug and protein once, `--dta-drug-batch unique`); GIN
 5 x 300, mean pooling, linear head; downstream graphs without hydrogens; seeds 0-2. Peer rows
 (ECFP4 + RF, ECFP4 + Tanimoto SVM/SVR, chemprop 2.3.1 D-MPNN with its CLI defaults) are trained
 and scored on the same rows of the same split (`finetune/peers.py`); a peer has one model per

@@ -44,7 +44,9 @@ class FinetuneConfig:
     Split: ``split`` (scaffold | random_scaffold | balanced_scaffold | random | column; default
     scaffold, or column when ``split_col`` is given), ``split_col``, ``split_fractions``,
     ``split_seed`` (None: each run seed splits with its own value; ignored by deterministic
-    splits), ``dta_valid_fraction``.
+    splits), ``dta_valid_fraction``, ``dta_drug_batch`` (:data:`graphmvp.finetune.dta.DRUG_BATCHES`:
+    a DTA training batch encodes each distinct drug once, ``unique``, or once per pair as
+    upstream, ``per-pair``).
 
     Model: ``init`` (None = random init; run folder, encoder file or released name), ``method``
     (label in tables; default from the init), ``encoder`` (registered 2D encoder, gin |
@@ -108,6 +110,7 @@ class FinetuneConfig:
     head_hidden: Optional[int] = None
     protein_encoder: str = "graphdta"
     protein_length: int = 1000
+    dta_drug_batch: str = "unique"
     extra_features: Optional[str] = None
     graph_features: Optional[str] = None
     epochs: Optional[int] = None
@@ -291,10 +294,12 @@ class FinetuneConfig:
             raise FinetuneError(f"--pooling {c.pooling!r}: allowed: {', '.join(READOUTS)}")
         if c.head not in HEADS:
             raise FinetuneError(f"--head {c.head!r}: allowed: {', '.join(HEADS.names())}")
-        from graphmvp.finetune.dta import PROTEIN_ENCODERS
+        from graphmvp.finetune.dta import DRUG_BATCHES, PROTEIN_ENCODERS
 
         if c.protein_encoder not in PROTEIN_ENCODERS:
             raise FinetuneError(f"--protein-encoder {c.protein_encoder!r}: allowed: {', '.join(PROTEIN_ENCODERS.names())}")
+        if c.dta_drug_batch not in DRUG_BATCHES:
+            raise FinetuneError(f"--dta-drug-batch {c.dta_drug_batch!r}: allowed: {', '.join(DRUG_BATCHES)}")
         if c.hydrogens not in HYDROGENS:
             raise FinetuneError(f"--hydrogens {c.hydrogens!r}: allowed: {', '.join(HYDROGENS)}")
         if c.hydrogens == "pretrained":

@@ -183,7 +183,7 @@ class DTAProblem:
         return None  # extra features are for molecule tasks (the config refuses them for DTA)
 
     def batch(self, indices: np.ndarray):
-        return self.encoded.batch(self.data, indices)
+        return self.encoded.batch(self.data, indices, self.cfg.dta_drug_batch)
 
     def build_model(self, encoder: nn.Module, pooling: str) -> nn.Module:
         return DTAModel(encoder, protein_encoder=self.cfg.protein_encoder, length=self.cfg.protein_length,

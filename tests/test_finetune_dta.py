@@ -16,10 +16,11 @@ import pytest
 import torch
 
 from graphmvp.finetune.config import FinetuneConfig
-from graphmvp.finetune.dta import DTAModel, encode_dta, encode_protein, load_deepdta, validation_split
+from graphmvp.finetune.dta import DRUG_BATCHES, DTAModel, encode_dta, encode_protein, load_deepdta, validation_split
 from graphmvp.finetune.errors import FinetuneError
 from graphmvp.finetune.problems import DTAProblem
 from graphmvp.finetune.trainer import finetune
+from graphmvp.data.collate import batch_mol_graphs
 from graphmvp.models import GIN
 
 
@@ -139,17 +140,72 @@ def test_eval_predictions_equal_a_per_pair_forward(davis, protein_encoder):
     idx = np.arange(data.num_pairs)
     with torch.no_grad():
         fast = problem.predict(model, idx, 4, {}, "all")
-        (g, tokens), y = enc.batch(data, idx)
-        direct = model(g, tokens).numpy()
+        direct = per_pair_forward(model, enc, data, idx).numpy()
     np.testing.assert_allclose(fast, direct, rtol=1e-5, atol=1e-6)
-    assert y.shape == (9, 1)
 
 
-def test_tiny_dta_run_reports_all_metrics(davis, tmp_path, monkeypatch):
+def per_pair_forward(model: DTAModel, enc, data, idx: np.ndarray) -> torch.Tensor:
+    """Upstream's layout: one drug graph and one protein row per pair."""
+    g = batch_mol_graphs([enc.drug_graphs[d] for d in data.pair_drug[idx]])
+    return model(g, torch.from_numpy(enc.protein_tokens[data.pair_protein[idx]]))
+
+
+def _outputs_and_gradients(model: DTAModel, forward) -> tuple[np.ndarray, dict]:
+    model.zero_grad()
+    out = forward()
+    (out ** 2).sum().backward()
+    return out.detach().numpy(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("drug_batch", DRUG_BATCHES)
+def test_a_batch_of_distinct_drugs_and_proteins_equals_the_per_pair_computation(davis, drug_batch, mode):
+    """Pairs 1, 4, 5, 0, 4 (pair 4 twice): drugs 0, 1, 1, 0, 1 and proteins 1, 1, 2, 0, 1. The batch
+    holds each protein once, and each drug once for "unique"; outputs and every gradient equal the
+    per-pair computation wherever the two are the same function: always in eval mode, and in
+    train mode (GIN BatchNorm on batch statistics, dropout 0) when the drugs stay per pair."""
+    torch.manual_seed(0)
+    data = load_deepdta(davis, "pkd")
+    enc = encode_dta(data, length=64)
+    model = DTAModel(GIN(num_layers=2, emb_dim=16, dropout=0.0), length=64, dropout=0.0)
+    model.train(mode == "train")
+    idx = np.array([1, 4, 5, 0, 4])
+    (g, tokens, drug_index, protein_index), y = enc.batch(data, idx, drug_batch)
+    assert tokens.shape == (3, 64) and protein_index.tolist() == [1, 1, 2, 0, 1]
+    if drug_batch == "unique":
+        assert g.batch_size == 2 and drug_index.tolist() == [0, 1, 1, 0, 1]
+    else:
+        assert g.batch_size == 5 and drug_index is None
+    np.testing.assert_array_equal(y.numpy()[:, 0], data.pair_label[idx])
+
+    out, grads = _outputs_and_gradients(model, lambda: model(g, tokens, drug_index, protein_index))
+    ref_out, ref_grads = _outputs_and_gradients(model, lambda: per_pair_forward(model, enc, data, idx))
+    assert set(grads) == set(ref_grads) and any(n.startswith("protein_model.") for n in grads)
+    if mode == "train" and drug_batch == "unique":
+        # BatchNorm now counts drug 1 once, not three times: the drug side is another function
+        assert not np.allclose(out, ref_out, rtol=1e-4, atol=1e-5)
+        return
+    np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-6)
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_the_drug_batch_layout_is_checked(davis):
+    data = load_deepdta(davis, "pkd")
+    with pytest.raises(ValueError, match="per-pair"):
+        encode_dta(data, length=64).batch(data, [0, 1], "pairs")
+    with pytest.raises(FinetuneError, match="--dta-drug-batch 'pairs'"):
+        FinetuneConfig(task="davis", dta_drug_batch="pairs").resolved()
+
+
+@pytest.mark.parametrize("drug_batch", DRUG_BATCHES)
+def test_tiny_dta_run_reports_all_metrics(davis, tmp_path, monkeypatch, drug_batch):
     monkeypatch.setenv("GRAPHMVP_HOME", str(tmp_path / "home"))
     cfg = FinetuneConfig(task="davis", data_file=str(davis), epochs=2, batch_size=4, num_layers=2, emb_dim=16,
-                         protein_length=64, seeds=(0,), out=str(tmp_path / "run"), progress=False, threads=1)
+                         protein_length=64, seeds=(0,), out=str(tmp_path / "run"), progress=False, threads=1,
+                         dta_drug_batch=drug_batch)
     summary = finetune(cfg)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["dta_drug_batch"] == drug_batch
     assert summary["task_type"] == "dta" and summary["metric"] == "mse"
     assert set(summary["metrics"]) == {"mse", "rmse", "ci", "pearson", "spearman"}
     seed = summary["per_seed"][0]
