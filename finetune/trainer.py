@@ -783,6 +783,9 @@ def load_finetuned(path: str | os.PathLike):
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise FinetuneError(f"{path}: not a fine-tuned model file ({MODEL_FORMAT})")
+    if payload.get("task_type") == "dta":
+        raise FinetuneError(f"{path}: a drug-target affinity model ({payload.get('task')}); only molecule-property "
+                            "models can be loaded for prediction, a DTA model would also need the proteins")
     encoder = encoder_from_config({"encoder": "gin", **payload["encoder_config"]})  # files before GraphGPS: GIN
     extra = payload.get("extra_features")
     kind = check_graph_features(payload.get("graph_features"), str(path))

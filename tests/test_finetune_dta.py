@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from graphmvp.finetune.cli import main
 from graphmvp.finetune.config import FinetuneConfig
 from graphmvp.finetune.dta import DRUG_BATCHES, DTAModel, encode_dta, encode_protein, load_deepdta, validation_split
 from graphmvp.finetune.errors import FinetuneError
@@ -213,3 +214,19 @@ def test_tiny_dta_run_reports_all_metrics(davis, tmp_path, monkeypatch, drug_bat
     assert seed["split"]["sizes"] == {"train": 6, "valid": 2, "test": 1}
     assert summary["dataset"]["pairs"] == 9 and summary["dataset"]["drugs"] == 3
     assert seed["test_at_best_valid"]["rmse"] == pytest.approx(math.sqrt(seed["test_at_best_valid"]["mse"]))
+
+
+def test_predict_refuses_a_dta_model_in_one_line(davis, tmp_path, monkeypatch, capsys):
+    """`predict` rebuilds molecule-property models; a saved DTA model gets a one-line error naming
+    the file, not a state-dict traceback."""
+    monkeypatch.setenv("GRAPHMVP_HOME", str(tmp_path / "home"))
+    cfg = FinetuneConfig(task="davis", data_file=str(davis), epochs=1, batch_size=4, num_layers=2, emb_dim=16,
+                         protein_length=64, seeds=(0,), out=str(tmp_path / "run"), progress=False, threads=1,
+                         save_model=True)
+    finetune(cfg)
+    (tmp_path / "new.csv").write_text("smiles\nCCO\n")
+    code = main(["predict", str(tmp_path / "run"), "--data-file", str(tmp_path / "new.csv"), "--out", str(tmp_path / "p.csv")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "best_model.pt: a drug-target affinity model (davis)" in err
+    assert not (tmp_path / "p.csv").exists()
