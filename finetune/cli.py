@@ -163,8 +163,10 @@ def build_predict_parser() -> argparse.ArgumentParser:
                 "are computed and standardised as in training.")
     p.add_argument("model", help="seed_<s>/best_model.pt (or best_model_member_<k>.pt), or a run folder (every "
                                  "model file of every seed: an ensemble)")
-    p.add_argument("--data-file", required=True, help="CSV or CSV.gz with a SMILES column")
+    p.add_argument("--data-file", required=True, help="CSV or CSV.gz with a SMILES column (and, for a drug-target "
+                                                      "affinity model, a column of protein sequences)")
     p.add_argument("--smiles-col", default="smiles", help="SMILES column (default smiles)")
+    p.add_argument("--protein-col", help="drug-target affinity models: the column of amino-acid sequences")
     p.add_argument("--out", help="prediction CSV (default: <data file stem>.predictions.csv next to it)")
     return p
 
@@ -175,7 +177,7 @@ def _predict(argv: list[str]) -> int:
     args = build_predict_parser().parse_args(argv)
     data = Path(args.data_file)
     out = args.out or str(data.with_name(data.name.removesuffix(".gz").removesuffix(".csv") + ".predictions.csv"))
-    print(f"predictions in {predict_to_csv(args.model, data, args.smiles_col, out)}")
+    print(f"predictions in {predict_to_csv(args.model, data, args.smiles_col, out, protein_col=args.protein_col)}")
     return 0
 
 

@@ -270,20 +270,28 @@ class DTAEncoded:
         [B]); ``"per-pair"`` batches pair b's drug as graph b (upstream's layout; ``drug_index``
         None).
         """
-        if drug_batch not in DRUG_BATCHES:
-            raise ValueError(f"drug_batch {drug_batch!r}: allowed: {', '.join(DRUG_BATCHES)}")
         pairs = np.asarray(pairs, dtype=np.int64)
-        drugs, proteins = data.pair_drug[pairs], data.pair_protein[pairs]
-        if drug_batch == "unique":
-            drugs, drug_index = np.unique(drugs, return_inverse=True)
-            drug_index = torch.from_numpy(drug_index.reshape(-1).astype(np.int64))
-        else:
-            drug_index = None
-        g = batch_mol_graphs([self.drug_graphs[d] for d in drugs])
-        proteins, protein_index = np.unique(proteins, return_inverse=True)
-        tokens = torch.from_numpy(self.protein_tokens[proteins])
-        protein_index = torch.from_numpy(protein_index.reshape(-1).astype(np.int64))
-        return (g, tokens, drug_index, protein_index), torch.from_numpy(data.pair_label[pairs][:, None])
+        inputs = pair_inputs(self.drug_graphs, self.protein_tokens, data.pair_drug[pairs], data.pair_protein[pairs],
+                             drug_batch)
+        return inputs, torch.from_numpy(data.pair_label[pairs][:, None])
+
+
+def pair_inputs(drug_graphs: Sequence[Optional[MolGraph]], protein_tokens: np.ndarray, drugs: np.ndarray,
+                proteins: np.ndarray, drug_batch: str = "unique"):
+    """:meth:`DTAModel.forward`'s ``(g, tokens, drug_index, protein_index)`` for the pairs
+    (``drugs[b]``, ``proteins[b]``), indices into ``drug_graphs`` and the rows of
+    ``protein_tokens`` [P, L] (layout: :meth:`DTAEncoded.batch`)."""
+    if drug_batch not in DRUG_BATCHES:
+        raise ValueError(f"drug_batch {drug_batch!r}: allowed: {', '.join(DRUG_BATCHES)}")
+    if drug_batch == "unique":
+        drugs, drug_index = np.unique(drugs, return_inverse=True)
+        drug_index = torch.from_numpy(drug_index.reshape(-1).astype(np.int64))
+    else:
+        drug_index = None
+    g = batch_mol_graphs([drug_graphs[d] for d in drugs])
+    proteins, protein_index = np.unique(proteins, return_inverse=True)
+    tokens = torch.from_numpy(protein_tokens[proteins])
+    return g, tokens, drug_index, torch.from_numpy(protein_index.reshape(-1).astype(np.int64))
 
 
 def encode_dta(data: DTAData, length: int = PROTEIN_LENGTH, hydrogens: str = "drop") -> DTAEncoded:
@@ -397,6 +405,8 @@ class DTAModel(nn.Module):
             raise ValueError(f"unknown protein encoder {protein_encoder!r}; allowed: {', '.join(PROTEIN_ENCODERS.names())}")
         self.molecule_model = drug_encoder
         self.pooling = pooling
+        self.protein_encoder = protein_encoder
+        self.hidden = tuple(int(h) for h in hidden)
         drug_dim = int(getattr(drug_encoder, "out_dim", getattr(drug_encoder, "emb_dim")))
         self.protein_model = PROTEIN_ENCODERS.get(protein_encoder)(length=length, out_dim=drug_dim)
         layers: list[nn.Module] = []
@@ -407,6 +417,12 @@ class DTAModel(nn.Module):
         layers.append(nn.Linear(width, 1))
         self.head = nn.Sequential(*layers)
 
+    def record(self) -> dict:
+        """What :func:`dta_model_from_record` needs to rebuild this model (besides the drug
+        encoder's config and the weights)."""
+        return {"protein_encoder": self.protein_encoder, "protein_length": self.protein_model.length,
+                "pooling": self.pooling, "head_hidden": list(self.hidden)}
+
     def forward(self, g: dgl.DGLGraph, tokens: Tensor, drug_index: Optional[Tensor] = None,
                 protein_index: Optional[Tensor] = None) -> Tensor:
         drug = graph_readout(g, self.molecule_model(g), self.pooling)
@@ -416,6 +432,17 @@ class DTAModel(nn.Module):
         if protein_index is not None:
             protein = protein[protein_index]
         return self.head(torch.cat([drug, protein], dim=1))
+
+
+def dta_model_from_record(drug_encoder: nn.Module, record: dict, source: str) -> DTAModel:
+    """The :class:`DTAModel` a saved fine-tuned model's ``record`` (:meth:`DTAModel.record`)
+    describes, around ``drug_encoder``; untrained (load the weights next)."""
+    missing = [k for k in ("protein_encoder", "protein_length") if k not in record]
+    if missing:
+        raise FinetuneError(f"{source}: a drug-target affinity model saved without its {', '.join(missing)}; "
+                            "fine-tune it again with --save-model to predict with it")
+    return DTAModel(drug_encoder, protein_encoder=record["protein_encoder"], length=int(record["protein_length"]),
+                    pooling=record.get("pooling", "mean"), hidden=record.get("head_hidden") or (1024, 512))
 
 
 __all__ = [
@@ -430,7 +457,9 @@ __all__ = [
     "PROTEIN_ENCODERS",
     "encode_dta",
     "encode_protein",
+    "dta_model_from_record",
     "load_deepdta",
+    "pair_inputs",
     "locate_deepdta",
     "read_affinity_pickle",
     "validation_split",

@@ -13,12 +13,18 @@ the same features, standardised the same way (a different RDKit descriptor list 
 one trained with ``--graph-features chemprop`` gets the same atom and bond descriptors.
 Rows RDKit cannot read, or that the features cannot express, get empty cells and their reason in
 the ``skipped`` column. The CSV is written under a temporary name and renamed.
+
+A drug-target affinity model (davis, kiba) predicts pairs: each row's molecule with the amino-acid
+sequence in ``--protein-col`` (cut or padded to the model's protein length, as in training); its
+output column is ``affinity``, in the training labels' units (Davis: pKd). A row with an empty
+sequence is skipped with that reason.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
 from pathlib import Path
 from typing import Optional, Sequence
@@ -33,6 +39,8 @@ from graphmvp.finetune.errors import FinetuneError
 from graphmvp.finetune.problems import batch_slices
 from graphmvp.data.collate import batch_mol_graphs
 from graphmvp.io import write_bytes_atomic
+
+log = logging.getLogger(__name__)
 
 
 def _member_key(f: Path) -> tuple[int, int]:
@@ -90,7 +98,8 @@ def _graphs(kept: list, part: slice, found=None):
     return g
 
 
-def _read_smiles(data_file: str | Path, smiles_col: str) -> list[str]:
+def _read_columns(data_file: str | Path, columns: dict[str, str]) -> list[list[str]]:
+    """The stripped values of each column ``{name: option that names it}`` of a CSV."""
     path = Path(data_file)
     if not path.is_file():
         raise FinetuneError(f"--data-file {path}: no such file")
@@ -98,18 +107,92 @@ def _read_smiles(data_file: str | Path, smiles_col: str) -> list[str]:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as e:  # noqa: BLE001 - pandas raises many types; name the file
         raise FinetuneError(f"{path}: cannot read as CSV ({e})") from None
-    if smiles_col not in frame.columns:
-        raise FinetuneError(f"{path}: no column {smiles_col!r} (columns: {', '.join(map(str, frame.columns[:12]))}); "
-                            "give --smiles-col")
-    return [s.strip() for s in frame[smiles_col].tolist()]
+    for col, option in columns.items():
+        if col not in frame.columns:
+            raise FinetuneError(f"{path}: no column {col!r} (columns: {', '.join(map(str, frame.columns[:12]))}); "
+                                f"give {option}")
+    return [[s.strip() for s in frame[col].tolist()] for col in columns]
+
+
+def _label_units(pred: np.ndarray, payload: dict) -> np.ndarray:
+    """Predictions of a model trained on standardised targets, back in the labels' units."""
+    if payload.get("target_scale") is None:
+        return pred
+    return pred * np.asarray(payload["target_scale"]) + np.asarray(payload["target_shift"])
+
+
+def _load(models: Sequence[Path], dta: bool) -> list:
+    """The loaded models, all of one kind: molecule-property models, or DTA models for ``dta``."""
+    from graphmvp.finetune.trainer import load_finetuned
+
+    loaded = [load_finetuned(m) for m in models]
+    kinds = {p.get("task_type") == "dta" for _, p in loaded}
+    if kinds == {dta}:
+        return loaded
+    names = ", ".join(map(str, models))
+    if len(kinds) > 1:
+        raise FinetuneError(f"{names}: a mix of molecule-property and drug-target affinity models")
+    if dta:
+        raise FinetuneError(f"{names}: molecule-property models; --protein-col applies to drug-target affinity models only")
+    raise FinetuneError(f"{names}: drug-target affinity models, which predict (molecule, protein) pairs; give "
+                        "--protein-col, the column of amino-acid sequences")
+
+
+def predict_pairs(models: Sequence[Path], smiles: list[str], proteins: list[str],
+                  batch_size: int = 256) -> tuple[np.ndarray, list[str], dict]:
+    """Predicted affinities [M, n, 1] of saved DTA models for the pairs (``smiles[i]``,
+    ``proteins[i]``, an amino-acid sequence), NaN for skipped rows; the task name; ``{row: reason}``
+    of the skipped rows (a SMILES that gives no graph, an empty sequence). Each distinct drug and
+    protein of a batch is encoded once (exact in eval mode)."""
+    from graphmvp.features import SmilesError, downstream_graph, parse_smiles
+    from graphmvp.finetune.dta import PROTEIN_ALPHABET, encode_protein, pair_inputs
+
+    loaded = _load(models, dta=True)
+    hydrogens = {p.get("hydrogens", "drop") for _, p in loaded}
+    lengths = {int(p["dta"]["protein_length"]) for _, p in loaded}
+    if len(hydrogens) != 1 or len(lengths) != 1:
+        raise FinetuneError(f"the models {[str(m) for m in models]} were trained on different graphs or protein lengths")
+    hydro, length = hydrogens.pop(), lengths.pop()
+    graph_of: dict[str, int] = {}  # SMILES -> its row of graphs
+    reason_of: dict[str, str] = {}  # SMILES that give no graph -> why
+    protein_of: dict[str, int] = {}  # sequence -> its row of tokens
+    graphs, tokens, skipped, rows = [], [], {}, []
+    for i, (smi, seq) in enumerate(zip(smiles, proteins)):
+        if smi not in graph_of and smi not in reason_of:
+            try:
+                graphs.append(downstream_graph(parse_smiles(smi), hydro))
+                graph_of[smi] = len(graphs) - 1
+            except SmilesError as e:
+                reason_of[smi] = str(e)
+        if smi in reason_of:
+            skipped[i] = reason_of[smi]
+        elif not seq:
+            skipped[i] = "empty protein sequence"
+        else:
+            if seq not in protein_of:
+                protein_of[seq] = len(tokens)
+                row, unknown = encode_protein(seq, length)
+                tokens.append(row)
+                if unknown:
+                    log.warning("row %d: %d residues outside the alphabet %s were encoded as padding (0), as in "
+                                "training", i, unknown, PROTEIN_ALPHABET)
+            rows.append((i, graph_of[smi], protein_of[seq]))
+    out = np.full((len(loaded), len(smiles), 1), np.nan)
+    if rows:
+        index = np.array(rows, dtype=np.int64)
+        token_rows = np.stack(tokens)
+        for k, (model, payload) in enumerate(loaded):
+            with torch.no_grad():
+                pred = torch.cat([model(*pair_inputs(graphs, token_rows, index[s, 1], index[s, 2]))
+                                  for s in batch_slices(len(index), batch_size)])
+            out[k, index[:, 0]] = _label_units(pred.double().numpy(), payload)
+    return out, ["affinity"], skipped
 
 
 def predict_molecules(models: Sequence[Path], smiles: list[str], batch_size: int = 256) -> tuple[np.ndarray, list[str], dict]:
     """Predictions [M, n, T] of each model for ``smiles`` (NaN rows for skipped molecules), the
     task names, and ``{row: reason}`` of the skipped rows."""
-    from graphmvp.finetune.trainer import load_finetuned
-
-    loaded = [load_finetuned(m) for m in models]
+    loaded = _load(models, dta=False)
     hydrogens = {p.get("hydrogens", "drop") for _, p in loaded}
     tasks = {tuple(p.get("label_names") or [f"task_{t}" for t in range(p["num_tasks"])]) for _, p in loaded}
     if len(tasks) != 1 or len(hydrogens) != 1:
@@ -128,18 +211,21 @@ def predict_molecules(models: Sequence[Path], smiles: list[str], batch_size: int
                            *(() if extra is None else (extra[s],)))
                      for s in batch_slices(len(kept), batch_size)]
         pred = torch.cat(parts).double().numpy() if parts else np.zeros((0, len(names)))
-        if payload.get("target_scale") is not None:
-            pred = pred * np.asarray(payload["target_scale"]) + np.asarray(payload["target_shift"])
-        out[k, rows] = to_output(pred, payload.get("task_type", "regression"))
+        out[k, rows] = to_output(_label_units(pred, payload), payload.get("task_type", "regression"))
     return out, names, {r.candidate_index: r.detail or r.reason for r in skipped}
 
 
 def predict_to_csv(model: str | Path, data_file: str | Path, smiles_col: str, out: str | Path,
-                   batch_size: int = 256) -> Path:
-    """Write the prediction CSV (module docstring); returns its path."""
+                   batch_size: int = 256, protein_col: Optional[str] = None) -> Path:
+    """Write the prediction CSV (module docstring); returns its path. ``protein_col``: the
+    column of amino-acid sequences, for drug-target affinity models."""
     files = model_files(model)
-    smiles = _read_smiles(data_file, smiles_col)
-    preds, names, skipped = predict_molecules(files, smiles, batch_size)
+    if protein_col is None:
+        (smiles,) = _read_columns(data_file, {smiles_col: "--smiles-col"})
+        preds, names, skipped = predict_molecules(files, smiles, batch_size)
+    else:
+        smiles, proteins = _read_columns(data_file, {smiles_col: "--smiles-col", protein_col: "--protein-col"})
+        preds, names, skipped = predict_pairs(files, smiles, proteins, batch_size)
     members = member_names(files)
     header = ["row", "smiles", *names]
     if len(files) > 1:
@@ -161,4 +247,4 @@ def predict_to_csv(model: str | Path, data_file: str | Path, smiles_col: str, ou
     return target
 
 
-__all__ = ["member_names", "model_files", "predict_molecules", "predict_to_csv"]
+__all__ = ["member_names", "model_files", "predict_molecules", "predict_pairs", "predict_to_csv"]

@@ -447,7 +447,8 @@ def _save_model(path: Path, cfg: FinetuneConfig, problem, ttype: TaskType, pooli
                "target_shift": None if run.shift is None else run.shift.tolist(),
                "target_scale": None if run.scale is None else run.scale.tolist(),
                "extra_features": extra, "graph_features": graph_features_record(cfg.graph_features),
-               "seed": result.seed, "member": result.member, "member_seed": run.init_seed}
+               "seed": result.seed, "member": result.member, "member_seed": run.init_seed,
+               "dta": run.model.record() if ttype.name == "dta" else None}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -776,17 +777,21 @@ def check_graph_features(record: Optional[dict], source: str) -> str:
 
 def load_finetuned(path: str | os.PathLike):
     """Rebuild a model saved with ``save_model`` (``seed_<s>/best_model.pt``): returns
-    ``(model in eval mode, payload)``. Molecule tasks only."""
+    ``(model in eval mode, payload)``: a :class:`FinetuneModel`, or a
+    :class:`~graphmvp.finetune.dta.DTAModel` for a drug-target affinity task."""
     from graphmvp.finetune.model import FinetuneModel, descriptor_embedding
     from graphmvp.pretrained import encoder_from_config
 
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise FinetuneError(f"{path}: not a fine-tuned model file ({MODEL_FORMAT})")
-    if payload.get("task_type") == "dta":
-        raise FinetuneError(f"{path}: a drug-target affinity model ({payload.get('task')}); only molecule-property "
-                            "models can be loaded for prediction, a DTA model would also need the proteins")
     encoder = encoder_from_config({"encoder": "gin", **payload["encoder_config"]})  # files before GraphGPS: GIN
+    if payload.get("task_type") == "dta":
+        from graphmvp.finetune.dta import dta_model_from_record
+
+        model = dta_model_from_record(encoder, payload.get("dta") or {}, str(path))
+        model.load_state_dict(payload["state_dict"])
+        return model.eval(), payload
     extra = payload.get("extra_features")
     kind = check_graph_features(payload.get("graph_features"), str(path))
     model = FinetuneModel(encoder, payload["num_tasks"], pooling=payload["pooling"], head=payload["head"],

@@ -3,6 +3,7 @@ pickle that only loads with encoding='latin1'), protein encoding, and a tiny DTA
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -20,7 +21,7 @@ from graphmvp.finetune.config import FinetuneConfig
 from graphmvp.finetune.dta import DRUG_BATCHES, DTAModel, encode_dta, encode_protein, load_deepdta, validation_split
 from graphmvp.finetune.errors import FinetuneError
 from graphmvp.finetune.problems import DTAProblem
-from graphmvp.finetune.trainer import finetune
+from graphmvp.finetune.trainer import finetune, load_finetuned
 from graphmvp.data.collate import batch_mol_graphs
 from graphmvp.models import GIN
 
@@ -216,17 +217,65 @@ def test_tiny_dta_run_reports_all_metrics(davis, tmp_path, monkeypatch, drug_bat
     assert seed["test_at_best_valid"]["rmse"] == pytest.approx(math.sqrt(seed["test_at_best_valid"]["mse"]))
 
 
-def test_predict_refuses_a_dta_model_in_one_line(davis, tmp_path, monkeypatch, capsys):
-    """`predict` rebuilds molecule-property models; a saved DTA model gets a one-line error naming
-    the file, not a state-dict traceback."""
+@pytest.fixture
+def saved_dta_run(davis, tmp_path, monkeypatch):
+    """A tiny Davis-layout run of 2 seeds with --save-model (an ensemble of two for predict)."""
     monkeypatch.setenv("GRAPHMVP_HOME", str(tmp_path / "home"))
-    cfg = FinetuneConfig(task="davis", data_file=str(davis), epochs=1, batch_size=4, num_layers=2, emb_dim=16,
-                         protein_length=64, seeds=(0,), out=str(tmp_path / "run"), progress=False, threads=1,
+    cfg = FinetuneConfig(task="davis", data_file=str(davis), epochs=2, batch_size=4, num_layers=2, emb_dim=16,
+                         protein_length=64, seeds=(0, 1), out=str(tmp_path / "run"), progress=False, threads=1,
                          save_model=True)
     finetune(cfg)
+    return tmp_path / "run"
+
+
+def test_predict_round_trip_of_a_dta_ensemble(davis, saved_dta_run, tmp_path):
+    """Every (drug, protein) pair of the data set, written as SMILES and sequence, then a bad SMILES
+    and an empty sequence: `predict --protein-col` gives each member's prediction of the pair as
+    the member's model predicts it in training layout, their mean and std, and skips the bad rows."""
+    data = load_deepdta(davis, "pkd")
+    idx = np.arange(data.num_pairs)
+    rows = [(data.drug_smiles[d], data.protein_seqs[p]) for d, p in zip(data.pair_drug, data.pair_protein)]
+    rows += [("C1CC", data.protein_seqs[0]), (data.drug_smiles[0], "")]
+    (tmp_path / "pairs.csv").write_text("smiles,sequence\n" + "".join(f"{a},{b}\n" for a, b in rows))
+    assert main(["predict", str(saved_dta_run), "--data-file", str(tmp_path / "pairs.csv"), "--protein-col",
+                 "sequence", "--out", str(tmp_path / "p.csv")]) == 0
+    with open(tmp_path / "p.csv") as f:
+        out = list(csv.DictReader(f))
+    assert list(out[0]) == ["row", "smiles", "affinity", "affinity_std", "affinity_seed_0", "affinity_seed_1", "skipped"]
+    enc = encode_dta(data, length=64)
+    members = []
+    for seed in (0, 1):
+        model, payload = load_finetuned(saved_dta_run / f"seed_{seed}" / "best_model.pt")
+        assert isinstance(model, DTAModel) and not model.training and payload["dta"]["protein_length"] == 64
+        with torch.no_grad():
+            expected = per_pair_forward(model, enc, data, idx).numpy()[:, 0]
+        got = np.array([float(r[f"affinity_seed_{seed}"]) for r in out[:data.num_pairs]])
+        np.testing.assert_allclose(got, expected, rtol=2e-5, atol=1e-6)
+        members.append(got)
+    mean = np.array([float(r["affinity"]) for r in out[:data.num_pairs]])
+    np.testing.assert_allclose(mean, np.mean(members, 0), rtol=2e-5, atol=1e-6)
+    assert float(out[0]["affinity_std"]) == pytest.approx(np.std(members, 0)[0], rel=1e-4, abs=1e-6)
+    bad_smiles, empty = out[-2], out[-1]
+    assert bad_smiles["affinity"] == "" and bad_smiles["skipped"] == "RDKit cannot parse it"
+    assert empty["affinity"] == "" and empty["skipped"] == "empty protein sequence"
+
+
+def test_predict_needs_the_protein_column_for_a_dta_model(saved_dta_run, tmp_path, capsys):
     (tmp_path / "new.csv").write_text("smiles\nCCO\n")
-    code = main(["predict", str(tmp_path / "run"), "--data-file", str(tmp_path / "new.csv"), "--out", str(tmp_path / "p.csv")])
+    out = tmp_path / "p.csv"
+    code = main(["predict", str(saved_dta_run), "--data-file", str(tmp_path / "new.csv"), "--out", str(out)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
-    assert "best_model.pt: a drug-target affinity model (davis)" in err
-    assert not (tmp_path / "p.csv").exists()
+    assert "drug-target affinity models, which predict (molecule, protein) pairs; give --protein-col" in err
+    code = main(["predict", str(saved_dta_run), "--data-file", str(tmp_path / "new.csv"), "--protein-col", "seq",
+                 "--out", str(out)])
+    assert code == 2 and "new.csv: no column 'seq'" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_dta_model_saved_without_its_protein_record_is_refused(saved_dta_run, tmp_path):
+    payload = torch.load(saved_dta_run / "seed_0" / "best_model.pt", weights_only=True)
+    payload["dta"] = None  # as files written before DTA prediction existed
+    torch.save(payload, tmp_path / "old.pt")
+    with pytest.raises(FinetuneError, match="old.pt: a drug-target affinity model saved without its protein_encoder, "
+                                            "protein_length; fine-tune it again"):
+        load_finetuned(tmp_path / "old.pt")

@@ -205,3 +205,13 @@ def test_predict_refuses_a_different_descriptor_list(ensemble_run, data, tmp_pat
         from graphmvp.finetune.predict import predict_molecules
 
         predict_molecules([tmp_path / "m.pt"], ["CCO"])
+
+
+def test_predict_refuses_a_protein_column_for_molecule_models(ensemble_run, data, capsys):
+    (data / "pairs.csv").write_text("smiles,sequence\nCCO,MKKF\n")
+    code = main(["predict", str(data / "run"), "--data-file", str(data / "pairs.csv"), "--protein-col", "sequence",
+                 "--out", str(data / "pp.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "molecule-property models; --protein-col applies to drug-target affinity models only" in err
+    assert not (data / "pp.csv").exists()
