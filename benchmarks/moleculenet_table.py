@@ -279,7 +279,66 @@ def epoch_notes(rows: list[dict]) -> list[str]:
     return notes
 
 
-def render_report(rows: list[dict], row_order: list[str], header: str) -> str:
+#: the pretraining methods the issue's second goal sets against GraphMVP, and GraphMVP's variants
+MASKING_METHODS = ("attrmask", "contextpred")
+GRAPHMVP_METHODS = ("graphmvp", "graphmvp-g", "graphmvp-c")
+
+
+def released_presets(manifest_path: Optional[Path] = None) -> dict[str, str]:
+    """Released checkpoint name -> the pretraining method (preset) it was made with."""
+    from graphmvp.checkpoints.manifest import MANIFEST_PATH, load_manifest
+
+    return {e.name: str(e.recipe.get("preset")) for e in load_manifest(manifest_path or MANIFEST_PATH)
+            if e.name not in DEMO_CHECKPOINTS}
+
+
+def goals(rows: list[dict], presets: dict[str, str]) -> str:
+    """Issue 11's goals, measured on complete cells only: per metric and epoch, over the tasks where
+    no pretraining, every released checkpoint (``presets``: label -> pretraining method) and, for
+    regression, every peer has all :data:`FULL_SEEDS` seeds; the tasks left out are named."""
+    parts = ["## The goals (issue 11), on complete cells only"]
+    for ttype, metric, title in GROUPS[:3]:
+        group = [r for r in rows if get_task(r["task"]).task_type == ttype]
+        higher = metric in ("roc_auc", "ci")
+        scale, fmt, diff = (100.0, "{:.2f}", "{:+.2f}") if metric == "roc_auc" else (1.0, "{:.3f}", "{:+.3f}")
+        needed = [NO_PRETRAINING, *presets] + (list(PEER_METHODS) if ttype == "regression" else [])
+        for key, what in (("test_at_best_valid", "best-validation epoch"), ("test_at_last_epoch", "last epoch")):
+            cells = {(e.method, e.task): e.mean for e in entries(group, key, metric, needed) if e.seeds >= FULL_SEEDS}
+            tasks = sorted({r["task"] for r in group})
+            full = [t for t in tasks if all((m, t) in cells for m in needed)]
+            if not full:
+                continue
+            avg = {m: scale * sum(cells[(m, t)] for t in full) / len(full) for m in needed}
+            better = (lambda a, b: a > b) if higher else (lambda a, b: a < b)
+            base = avg[NO_PRETRAINING]
+            lines = [f"### {title.split(' (')[0]}, test at the {what}: average over {', '.join(full)}"
+                     + (f" (incomplete, left out: {', '.join(t for t in tasks if t not in full)})" if len(full) < len(tasks) else ""),
+                     "", "| row | average | against no pretraining |", "|---|---|---|",
+                     f"| {NO_PRETRAINING} | {fmt.format(base)} | |"]
+            lines += [f"| {m} | {fmt.format(avg[m])} | {diff.format(avg[m] - base)} |" for m in presets]
+            above = [m for m in presets if better(avg[m], base)]
+            lines += ["", f"- Every pretrained row better than no pretraining: {'met' if len(above) == len(presets) else 'missed'} "
+                      f"({len(above)} of {len(presets)})."]
+            masking = [m for m in presets if presets[m] in MASKING_METHODS]
+            if masking:
+                best_masking = max(masking, key=avg.get) if higher else min(masking, key=avg.get)
+                for m in (m for m in presets if presets[m] in GRAPHMVP_METHODS):
+                    ok = not better(avg[best_masking], avg[m])
+                    lines.append(f"- {m} as good as or better than the better of AttrMask and ContextPred ({best_masking}, "
+                                 f"{fmt.format(avg[best_masking])}): {'met' if ok else 'missed'} ({fmt.format(avg[m])}).")
+            if ttype == "regression":
+                best_gin = min(presets, key=avg.get)
+                best_peer = min(PEER_METHODS, key=avg.get)
+                ok = not better(avg[best_peer], avg[best_gin])
+                lines.append(f"- The best pretrained GIN ({best_gin}, {fmt.format(avg[best_gin])}) at least level with the "
+                             f"best peer ({best_peer}, {fmt.format(avg[best_peer])}): {'met' if ok else 'missed'}.")
+            parts.append("\n".join(lines))
+    return "\n\n".join(parts) if len(parts) > 1 else ""
+
+
+def render_report(rows: list[dict], row_order: list[str], header: str, presets: Optional[dict[str, str]] = None) -> str:
+    """The report page; with ``presets`` (released checkpoint -> pretraining method) it ends with
+    the issue's goals (:func:`goals`)."""
     parts = [header, *epoch_notes(rows)]
     for ttype, metric, title in GROUPS:
         group_rows = [r for r in rows if get_task(r["task"]).task_type == ttype]
@@ -301,6 +360,10 @@ def render_report(rows: list[dict], row_order: list[str], header: str) -> str:
     if local:
         parts.append("Rows from a local pretraining run (`--init LABEL=PATH`), not a released checkpoint: "
                      + "; ".join(f"`{label}` = `{path}`" for label, path in sorted(local.items())) + ".")
+    if presets:
+        measured = goals(rows, presets)
+        if measured:
+            parts.append(measured)
     seconds = sum(r.get("seconds", 0.0) for r in rows)
     parts.append(f"{len(rows)} units measured, {seconds / 3600:.1f} h of compute in total.")
     return "\n\n".join(parts) + "\n"
@@ -437,7 +500,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                                     *(m.label for m in methods if m.label not in PEER_METHODS), *PEER_METHODS]))
 
     def report() -> None:
-        write_text_atomic(args.report, render_report(load_results(args.results), row_order, REPORT_HEADER))
+        write_text_atomic(args.report, render_report(load_results(args.results), row_order, REPORT_HEADER,
+                                                     released_presets()))
 
     if args.list:
         for u in units:

@@ -154,3 +154,32 @@ def test_a_checkpoint_records_the_rows_it_earned_in_its_manifest_entry(table, tm
     assert esol["test_at_best_valid"] == {"mean": 2.0, "std": round(math.sqrt(2 / 3), 4)}
     assert esol["test_at_last_epoch"]["mean"] == 2.5
     assert entry.to_dict()["finetuning"] == json.loads(manifest.read_text())["checkpoints"][0]["finetuning"]
+
+
+def test_the_goals_are_measured_on_complete_cells_only(table):
+    """Two released checkpoints (a GraphMVP and an AttrMask one) against no pretraining and the
+    peers: esol and freesolv have every row at 3 seeds, lipophilicity misses a seed of chemprop and
+    is left out by name; bbbp (classification) is complete; nothing of davis is."""
+    presets = {"gmvp": "graphmvp", "am": "attrmask"}
+    means = {"esol": {"no pretraining": 1.4, "gmvp": 1.2, "am": 1.3, "ecfp4_rf": 1.6, "ecfp4_svm": 1.5, "chemprop": 0.8},
+             "freesolv": {"no pretraining": 4.4, "gmvp": 3.0, "am": 3.2, "ecfp4_rf": 4.3, "ecfp4_svm": 3.7, "chemprop": 2.4},
+             "lipophilicity": {"no pretraining": 0.7, "gmvp": 0.8, "am": 0.8, "ecfp4_rf": 0.9, "ecfp4_svm": 0.8, "chemprop": 0.7}}
+    rows = [_row(t, m, s, v, last=v + 0.1) for t, ms in means.items() for m, v in ms.items() for s in range(3)
+            if not (t == "lipophilicity" and m == "chemprop" and s == 2)]
+    auc = {"no pretraining": 0.70, "gmvp": 0.68, "am": 0.72}
+    rows += [_row("bbbp", m, s, v, metric="roc_auc") for m, v in auc.items() for s in range(3)]
+    rows += [_row("davis", "no pretraining", 0, 0.3, metric="mse")]
+    text = table.goals(rows, presets)
+    assert "### RMSE, test at the best-validation epoch: average over esol, freesolv (incomplete, left out: lipophilicity)" in text
+    assert "| no pretraining | 2.900 | |" in text and "| gmvp | 2.100 | -0.800 |" in text and "| am | 2.250 | -0.650 |" in text
+    assert "- Every pretrained row better than no pretraining: met (2 of 2)." in text
+    assert "- gmvp as good as or better than the better of AttrMask and ContextPred (am, 2.250): met (2.100)." in text
+    assert "- The best pretrained GIN (gmvp, 2.100) at least level with the best peer (chemprop, 1.600): missed." in text
+    assert "### ROC-AUC, test at the best-validation epoch: average over bbbp\n" in text
+    assert "| gmvp | 68.00 | -2.00 |" in text and "met (1 of 2)" not in text
+    assert "- Every pretrained row better than no pretraining: missed (1 of 2)." in text
+    assert "(am, 72.00): missed (68.00)." in text
+    assert "### MSE" not in text  # davis: no complete cell
+    assert table.goals(rows[:3], presets) == ""
+    assert "## The goals (issue 11)" in table.render_report(rows, [], "# header", presets)
+    assert "## The goals" not in table.render_report(rows, [], "# header")
