@@ -118,10 +118,7 @@ class Unit:
 
 def released_checkpoints(manifest_path: Optional[Path] = None) -> list[Method]:
     """Every checkpoint of the manifest except the demo's, by name (the fine-tuner resolves it)."""
-    from graphmvp.checkpoints.manifest import MANIFEST_PATH, load_manifest
-
-    manifest = load_manifest(manifest_path or MANIFEST_PATH)
-    return [Method(e.name, "gin", e.name) for e in manifest if e.name not in DEMO_CHECKPOINTS]
+    return [Method(name, "gin", name) for name in released_presets(manifest_path)]
 
 
 def parse_init(text: str) -> Method:
@@ -302,14 +299,14 @@ def goals(rows: list[dict], presets: dict[str, str]) -> str:
         higher = metric in ("roc_auc", "ci")
         scale, fmt, diff = (100.0, "{:.2f}", "{:+.2f}") if metric == "roc_auc" else (1.0, "{:.3f}", "{:+.3f}")
         needed = [NO_PRETRAINING, *presets] + (list(PEER_METHODS) if ttype == "regression" else [])
+        tasks = sorted({r["task"] for r in group})
+        better = (lambda a, b: a > b) if higher else (lambda a, b: a < b)
         for key, what in (("test_at_best_valid", "best-validation epoch"), ("test_at_last_epoch", "last epoch")):
             cells = {(e.method, e.task): e.mean for e in entries(group, key, metric, needed) if e.seeds >= FULL_SEEDS}
-            tasks = sorted({r["task"] for r in group})
             full = [t for t in tasks if all((m, t) in cells for m in needed)]
             if not full:
                 continue
             avg = {m: scale * sum(cells[(m, t)] for t in full) / len(full) for m in needed}
-            better = (lambda a, b: a > b) if higher else (lambda a, b: a < b)
             base = avg[NO_PRETRAINING]
             lines = [f"### {title.split(' (')[0]}, test at the {what}: average over {', '.join(full)}"
                      + (f" (incomplete, left out: {', '.join(t for t in tasks if t not in full)})" if len(full) < len(tasks) else ""),
