@@ -24,7 +24,8 @@ split.json) go to ``--work``. ``--shard i/N`` takes every N-th unit, so two proc
 the work without ever running the same unit. After every unit the report (``--report``, default
 ``docs/results.md``) is rewritten from all units found: test at the best-validation epoch and at
 the last epoch, mean (std) over the seeds present (the count is shown where it is below 3), and
-the paper's Table 1 figures beside them.
+the paper's Table 1 figures beside them. ``--list`` prints every unit as done or todo, and the
+compute the todo units will take, estimated from the finished ones (:func:`estimate`).
 """
 
 from __future__ import annotations
@@ -186,6 +187,43 @@ def run_peer_unit(unit: Unit, shared: Path, work: Path, threads: int, overrides:
         "peer_info": preds.info,
         "split_sizes": {p: len(s) for p, s in data.smiles.items()},
     }
+
+
+def unit_epochs(unit: Unit, overrides: dict) -> Optional[int]:
+    """The epochs a GIN unit trains for (the paper protocol's, or the override); None for a peer."""
+    if unit.method.kind != "gin":
+        return None
+    return _config(unit, Path("."), Path("."), 1, overrides).resolved().epochs
+
+
+def _cost_key(task: str, method: str) -> tuple[str, str]:
+    """Units that cost the same: every GIN row of a task (a checkpoint changes only the start), and
+    each peer of a task on its own."""
+    return task, method if method in PEER_METHODS else "gin"
+
+
+def estimate(todo: list[Unit], rows: list[dict], overrides: dict) -> tuple[dict[str, float], list[str]]:
+    """Expected compute of the units still to run: ``({task: seconds}, [tasks with an unmeasured
+    unit])``. A GIN unit costs the mean seconds per epoch of the task's finished GIN units times its
+    epochs; a peer unit the mean seconds of the same peer's finished units on the task. The seconds
+    are what the finished units took where they ran (two one-thread shards side by side, as a rule)."""
+    per: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        if not r.get("seconds"):
+            continue
+        key = _cost_key(r["task"], r["method"])
+        per.setdefault(key, []).append(r["seconds"] / r["epochs"] if key[1] == "gin" and r.get("epochs") else r["seconds"])
+    seconds: dict[str, float] = {}
+    unmeasured: list[str] = []
+    for u in todo:
+        measured = per.get(_cost_key(u.task, u.method.label))
+        if not measured:
+            if u.task not in unmeasured:
+                unmeasured.append(u.task)
+            continue
+        mean = sum(measured) / len(measured)
+        seconds[u.task] = seconds.get(u.task, 0.0) + mean * (unit_epochs(u, overrides) or 1)
+    return seconds, unmeasured
 
 
 def run_unit(unit: Unit, args, overrides: dict) -> dict:
@@ -503,6 +541,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.list:
         for u in units:
             print(f"{'done' if u.result_path(args.results).is_file() else 'todo'}  {u.task:<14} {u.method.label:<28} seed {u.seed}")
+        todo = [u for u in units if not u.result_path(args.results).is_file()]
+        seconds, unmeasured = estimate(todo, load_results(args.results), overrides)
+        by_task = ", ".join(f"{t} {s / 3600:.1f}" for t, s in seconds.items())
+        print(f"{len(todo)} of {len(units)} units to run, about {sum(seconds.values()) / 3600:.1f} core-hours"
+              + (f" ({by_task})" if by_task else "")
+              + (f"; not estimated (no finished unit of the same kind): {', '.join(unmeasured)}" if unmeasured else ""))
         return 0
     if args.report_only:
         report()

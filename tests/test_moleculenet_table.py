@@ -98,14 +98,43 @@ def test_rows_narrows_the_units_by_label_or_slug_and_refuses_unknown_names(table
     common = ["--work", str(tmp_path / "w"), "--results", str(tmp_path / "r"), "--list", "--no-checkpoints",
               "--tasks", "esol", "bbbp", "--seeds", "2"]
     assert table.main([*common, "--rows", "chemprop", "no_pretraining"]) == 0
-    listed = [line.split() for line in capsys.readouterr().out.splitlines()]
+    listed = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(("done", "todo"))]
     # row order, not the order asked for; "no pretraining" by its slug
     assert [(w[1], " ".join(w[2:-2])) for w in listed] == [
         ("esol", "no pretraining"), ("esol", "chemprop"), ("bbbp", "no pretraining"), ("bbbp", "chemprop")]
     assert table.main([*common, "--rows", "no pretraining"]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert len([line for line in capsys.readouterr().out.splitlines() if line.startswith("todo")]) == 2
     with pytest.raises(SystemExit, match="--rows graphmvp-typo: not a row of this table .*no_pretraining"):
         table.main([*common, "--rows", "graphmvp-typo"])
+
+
+def test_the_list_estimates_the_compute_left_from_the_finished_units(table, tmp_path, capsys):
+    # esol GIN units: 100 s over 100 epochs and 300 s over 100 epochs -> 2 s/epoch for every GIN row,
+    # whichever checkpoint; a peer costs what the same peer took on the same task
+    rows = [{**_row("esol", "no pretraining", 0, 1.0), "seconds": 100.0, "epochs": 100},
+            {**_row("esol", "graphmvp-x", 0, 1.0), "seconds": 300.0, "epochs": 100},
+            {**_row("esol", "chemprop", 0, 1.0), "seconds": 50.0},
+            {**_row("bbbp", "chemprop", 0, 1.0), "seconds": 999.0}]
+    gin, x = table.Method("no pretraining", "gin"), table.Method("graphmvp-x", "gin", "x")
+    todo = [table.Unit("esol", gin, 1), table.Unit("esol", x, 2), table.Unit("esol", table.Method("chemprop", "peer"), 1),
+            table.Unit("esol", table.Method("ecfp4_rf", "peer"), 1), table.Unit("davis", gin, 0)]
+    seconds, unmeasured = table.estimate(todo, rows, {})
+    assert seconds == {"esol": pytest.approx(2 * 100 + 2 * 100 + 50)}
+    assert unmeasured == ["esol", "davis"]  # ecfp4_rf never ran on esol; nothing ran on davis
+    # an epoch override scales the GIN units
+    seconds, _ = table.estimate(todo[:1], rows, {"regression": {"epochs": 10}})
+    assert seconds == {"esol": pytest.approx(20)}
+
+    results = tmp_path / "r"
+    for r in rows:
+        path = results / r["task"] / r["method"].replace(" ", "_") / f"seed{r['seed']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(r))
+    assert table.main(["--work", str(tmp_path / "w"), "--results", str(results), "--list", "--no-checkpoints",
+                       "--tasks", "esol", "--seeds", "0", "1", "--peers", "chemprop"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    # to run: no pretraining seed 1 (200 s), chemprop seed 1 (50 s)
+    assert last == "2 of 4 units to run, about 0.1 core-hours (esol 0.1)"
 
 
 def test_a_run_resumes_by_unit_and_writes_the_report(table, shared_data, tmp_path, one_torch_thread):
