@@ -5,7 +5,8 @@ table's model: GIN 5 x 300 (dropout 0.2) on the drugs, GraphDTA's protein CNN, b
 pairs are drawn at random from the training folds, as an epoch's shuffled batches are. Each
 layout of :data:`graphmvp.finetune.dta.DRUG_BATCHES` is timed over the same batches after one
 warm-up step; the median step is reported with the distinct drugs and proteins per batch, and an
-epoch estimate for the training part (80% of the training folds).
+epoch estimate for the training part (80% of the training folds). The protein CNN is also timed
+alone, as the model computes it (letter-wise) and as ``nn.Conv1d`` on the embedded sequence.
 
     python benchmarks/dta_step_time.py [--data ../shared/data/dta/davis] [--threads 1] [--steps 8]
         [--batch-size 256] [--json out.json]
@@ -31,7 +32,7 @@ sys.path.insert(0, str(HERE))
 from finetune_throughput import matmul_gflops  # noqa: E402
 
 import graphmvp  # noqa: E402,F401
-from graphmvp.finetune.dta import DRUG_BATCHES, DTAModel, encode_dta, load_deepdta  # noqa: E402
+from graphmvp.finetune.dta import DRUG_BATCHES, DTAModel, GraphDTAProteinCNN, encode_dta, load_deepdta  # noqa: E402
 from graphmvp.models import GIN  # noqa: E402
 
 
@@ -66,8 +67,28 @@ def measure(folder: Path, threads: int, steps: int, batch_size: int, label_trans
         result["layouts"][layout] = {"step_seconds_median": round(step, 3), "steps_timed": steps,
                                      "epoch_seconds_estimate": round(step * steps_per_epoch, 1),
                                      "steps_per_epoch": steps_per_epoch}
+    result["protein_cnn"] = protein_cnn_time(enc.protein_tokens, data.pair_protein, batches)
     result["matmul_gflops"] = {"before": round(before, 1), "after": round(matmul_gflops(threads), 1)}
     return result
+
+
+def protein_cnn_time(protein_tokens: np.ndarray, pair_protein: np.ndarray, batches: list[np.ndarray]) -> dict:
+    """Forward + backward of GraphDTA's protein CNN alone on each batch's distinct proteins: the
+    letter-wise computation the model uses against ``nn.Conv1d`` on the embedded sequence (median
+    seconds; the first batch is the warm-up)."""
+    torch.manual_seed(0)
+    cnn = GraphDTAProteinCNN()
+    out = {}
+    for name, forward in (("letters", cnn), ("conv1d", cnn.conv1d_forward)):
+        times = []
+        for b in batches:
+            tokens = torch.from_numpy(protein_tokens[np.unique(pair_protein[b])])
+            t0 = time.perf_counter()
+            cnn.zero_grad(set_to_none=True)
+            forward(tokens).sum().backward()
+            times.append(time.perf_counter() - t0)
+        out[name] = round(statistics.median(times[1:]), 3)
+    return out
 
 
 def main(argv=None) -> int:
@@ -92,6 +113,9 @@ def main(argv=None) -> int:
     for layout, x in r["layouts"].items():
         print(f"  drugs {layout:>8}: {x['step_seconds_median']:.3f} s per step, about "
               f"{x['epoch_seconds_estimate']:.0f} s per epoch ({x['steps_per_epoch']} steps)")
+    cnn = r["protein_cnn"]
+    print(f"  protein CNN alone (forward + backward, the distinct proteins): {cnn['letters']:.3f} s letter-wise, "
+          f"{cnn['conv1d']:.3f} s as nn.Conv1d")
     print(f"  fp32 matmul yardstick: {r['matmul_gflops']['before']:.0f} GFLOP/s before, {r['matmul_gflops']['after']:.0f} after")
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=2) + "\n")

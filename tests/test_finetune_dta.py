@@ -18,7 +18,7 @@ import torch
 
 from graphmvp.finetune.cli import main
 from graphmvp.finetune.config import FinetuneConfig
-from graphmvp.finetune.dta import DRUG_BATCHES, DTAModel, encode_dta, encode_protein, load_deepdta, validation_split
+from graphmvp.finetune.dta import DRUG_BATCHES, DTAModel, GraphDTAProteinCNN, encode_dta, encode_protein, load_deepdta, validation_split
 from graphmvp.finetune.errors import FinetuneError
 from graphmvp.finetune.problems import DTAProblem
 from graphmvp.finetune.trainer import finetune, load_finetuned
@@ -129,6 +129,32 @@ def test_protein_encoding():
     assert tokens.tolist() == [1, 3, 4, 25, 0, 0, 0, 0] and unknown == 1
     long, _ = encode_protein("M" * 1500)
     assert long.shape == (1000,) and set(long.tolist()) == {12}
+
+
+@pytest.mark.parametrize("length, embed_dim", [(1000, 300), (37, 11)])
+def test_the_graphdta_protein_cnn_is_conv1d_over_the_embedded_sequence(length, embed_dim):
+    """The letter-wise computation gives nn.Conv1d's outputs and gradients (GraphDTA's layout: the
+    positions are the input channels). Every letter occurs, padding (0) included, and one
+    sequence is all padding."""
+    torch.manual_seed(0)
+    m = GraphDTAProteinCNN(length=length, embed_dim=embed_dim, out_dim=16).double()
+    tokens = torch.randint(0, 26, (5, length))
+    tokens[0, :26] = torch.arange(26)
+    tokens[1] = 0
+    grads = {}
+    for name, forward in (("letters", m), ("conv1d", m.conv1d_forward)):
+        m.zero_grad()
+        out = forward(tokens)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        grads[name] = (out.detach(), {n: q.grad.clone() for n, q in m.named_parameters()})
+    (out, g), (ref, ref_g) = grads["letters"], grads["conv1d"]
+    assert out.shape == (5, 16)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    assert set(g) == {"embedding.weight", "conv.weight", "conv.bias", "fc.weight", "fc.bias"}
+    for n in g:
+        torch.testing.assert_close(g[n], ref_g[n], rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match=f"shape \\[B, {length}\\]"):
+        m(tokens[:, :-1])
 
 
 @pytest.mark.parametrize("protein_encoder", ["graphdta", "cnn"])
