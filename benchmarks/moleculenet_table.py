@@ -371,6 +371,25 @@ def goals(rows: list[dict], presets: dict[str, str]) -> str:
     return "\n\n".join(parts) if len(parts) > 1 else ""
 
 
+#: the issue's optional columns, and why they are not run; a task leaves this list once it has results
+NOT_RUN = {
+    "hiv": "41,127 molecules, 5.3 times tox21's 7,831; at tox21's measured 26 min per GIN unit (100 epochs, one "
+           "core) a unit would take about 2.3 h, and its 18 GIN units about 41 core-hours before the peers",
+    "kiba": "118,254 pairs of 2,111 drugs; a training epoch takes 583 s on one core (`benchmarks/dta_step_time.py "
+            "--data ../shared/data/dta/kiba`: 232 distinct drugs per batch of 256, against Davis' 67), so about "
+            "3.2 h per unit at the table's 20 epochs and 58 core-hours for its 18 units",
+}
+
+
+def not_run(rows: list[dict]) -> str:
+    """The :data:`NOT_RUN` columns that have no results, with the reason."""
+    measured = {r["task"] for r in rows}
+    missing = [(t, why) for t, why in NOT_RUN.items() if t not in measured]
+    if not missing:
+        return ""
+    return "## Not run\n\n" + "\n".join(f"- {t}: {why}." for t, why in missing)
+
+
 def render_report(rows: list[dict], row_order: list[str], header: str, presets: Optional[dict[str, str]] = None) -> str:
     """The report page; with ``presets`` (released checkpoint -> pretraining method) it ends with
     the issue's goals (:func:`goals`)."""
@@ -395,6 +414,9 @@ def render_report(rows: list[dict], row_order: list[str], header: str, presets: 
     if local:
         parts.append("Rows from a local pretraining run (`--init LABEL=PATH`), not a released checkpoint: "
                      + "; ".join(f"`{label}` = `{path}`" for label, path in sorted(local.items())) + ".")
+    skipped = not_run(rows)
+    if skipped:
+        parts.append(skipped)
     if presets:
         measured = goals(rows, presets)
         if measured:

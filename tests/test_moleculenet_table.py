@@ -46,6 +46,16 @@ def test_the_report_has_both_epochs_and_the_paper_beside(table):
     assert "1.178" in text
 
 
+def test_the_optional_columns_are_marked_not_run_until_they_have_results(table):
+    rows = [_row("esol", "a", 0, 1.0)]
+    text = table.render_report(rows, ["a"], table.REPORT_HEADER)
+    assert "## Not run" in text and "- hiv: 41,127 molecules" in text and "- kiba: 118,254 pairs" in text
+    text = table.render_report(rows + [_row("hiv", "a", 0, 0.7, metric="roc_auc")], ["a"], table.REPORT_HEADER)
+    assert "- hiv:" not in text and "- kiba:" in text
+    rows += [_row("hiv", "a", 0, 0.7, metric="roc_auc"), _row("kiba", "a", 0, 0.2, metric="mse")]
+    assert "## Not run" not in table.render_report(rows, ["a"], table.REPORT_HEADER)
+
+
 def test_the_report_says_which_rows_come_from_a_local_run_rather_than_a_release(table):
     rows = [dict(_row("esol", "graphmvp-c-zinc50k", 0, 1.0), init="graphmvp-c-zinc50k"),
             dict(_row("esol", "mine", 0, 1.0), init="/runs/pretrain/mine"), dict(_row("esol", "mine", 1, 1.0), init="/runs/pretrain/mine"),
