@@ -210,12 +210,14 @@ def test_the_goals_are_measured_on_complete_cells_only(table):
     rows += [_row("davis", "no pretraining", 0, 0.3, metric="mse")]
     text = table.goals(rows, presets)
     assert "### RMSE, test at the best-validation epoch: average over esol, freesolv (incomplete, left out: lipophilicity)" in text
-    assert "| no pretraining | 2.900 | |" in text and "| gmvp | 2.100 | -0.800 |" in text and "| am | 2.250 | -0.650 |" in text
+    assert "| no pretraining | 2.900 | | |" in text and "| gmvp | 2.100 | -0.800 | 2 of 2 |" in text
+    assert "| am | 2.250 | -0.650 | 2 of 2 |" in text
     assert "- Every pretrained row better than no pretraining: met (2 of 2)." in text
     assert "- gmvp as good as or better than the better of AttrMask and ContextPred (am, 2.250): met (2.100)." in text
     assert "- The best pretrained GIN (gmvp, 2.100) at least level with the best peer (chemprop, 1.600): missed." in text
     assert "### ROC-AUC, test at the best-validation epoch: average over bbbp\n" in text
-    assert "| gmvp | 68.00 | -2.00 |" in text and "met (1 of 2)" not in text
+    assert "| gmvp | 68.00 | -2.00 | 0 of 1 |" in text and "| am | 72.00 | +2.00 | 1 of 1 |" in text
+    assert "met (1 of 2)" not in text
     assert "- Every pretrained row better than no pretraining: missed (1 of 2)." in text
     assert "(am, 72.00): missed (68.00)." in text
     assert "### MSE" not in text  # davis: no complete cell
