@@ -564,10 +564,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         write_text_atomic(args.report, render_report(load_results(args.results), row_order, REPORT_HEADER,
                                                      released_presets()))
 
+    todo = [u for u in units if not u.result_path(args.results).is_file()]
     if args.list:
         for u in units:
-            print(f"{'done' if u.result_path(args.results).is_file() else 'todo'}  {u.task:<14} {u.method.label:<28} seed {u.seed}")
-        todo = [u for u in units if not u.result_path(args.results).is_file()]
+            print(f"{'todo' if u in todo else 'done'}  {u.task:<14} {u.method.label:<28} seed {u.seed}")
         seconds, unmeasured = estimate(todo, load_results(args.results), overrides)
         by_task = ", ".join(f"{t} {s / 3600:.1f}" for t, s in seconds.items())
         print(f"{len(todo)} of {len(units)} units to run, about {sum(seconds.values()) / 3600:.1f} core-hours"
@@ -580,7 +580,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.update_manifest:
         print("updated:", ", ".join(update_manifest(load_results(args.results))) or "no released checkpoint has results")
         return 0
-    todo = [u for u in units if not u.result_path(args.results).is_file()]
     log.info("%d units, %d done, %d to run", len(units), len(units) - len(todo), len(todo))
     failed = 0
     for k, unit in enumerate(todo, 1):

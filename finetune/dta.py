@@ -348,7 +348,7 @@ class GraphDTAProteinCNN(nn.Module):
     ``= bias[f] + sum_{v, k} A[b, v, f, k] X[v, t + k]``, where ``A[b, v] = sum of W[:, p, :]
     over the positions p holding letter v``. The alphabet has V = 26 letters and a sequence 1000
     positions, so this takes about a tenth of the arithmetic of ``nn.Conv1d`` on the embedded
-    sequence (Davis, 190 proteins: 3.4 against 29 GFLOP forward). The parameters, the function
+    sequence (Davis, 195 proteins: 3.4 against 29 GFLOP forward). The parameters, the function
     and its gradients are Conv1d's; only float32 rounding differs (``tests/test_finetune_dta.py``
     checks both against ``F.conv1d``).
     """
