@@ -375,6 +375,50 @@ def goals(rows: list[dict], presets: dict[str, str]) -> str:
     return "\n\n".join(parts) if len(parts) > 1 else ""
 
 
+def mean_ranks(rows: list[dict], presets: dict[str, str]) -> str:
+    """Which released checkpoint to use: each set where no pretraining and every released checkpoint
+    have all :data:`FULL_SEEDS` seeds ranks those rows by its headline metric (ROC-AUC, RMSE, MSE;
+    1 = best, ties share the mean of their places, a non-finite mean comes last); a row's figure is
+    its mean rank over the sets. The pick is the checkpoint with the lowest mean rank at the
+    best-validation epoch, the last epoch's mean rank breaking a tie. Peers are left out: the
+    question is which encoder to fine-tune, not whether to fine-tune one."""
+    needed = [NO_PRETRAINING, *presets]
+    headline = {ttype: metric for ttype, metric, _ in reversed(GROUPS)}  # the first metric of each type
+    ranks: dict[str, dict[str, list[float]]] = {"test_at_best_valid": {}, "test_at_last_epoch": {}}
+    sets = []
+    for task in sorted({r["task"] for r in rows}):
+        metric = headline[get_task(task).task_type]
+        group = [r for r in rows if r["task"] == task]
+        cells = {key: {e.method: e.mean for e in entries(group, key, metric, needed) if e.seeds >= FULL_SEEDS}
+                 for key in ranks}
+        if not all(m in cells[key] for key in ranks for m in needed):
+            continue
+        sets.append(task)
+        sign = -1.0 if metric in ("roc_auc", "ci") else 1.0
+        for key, by_method in cells.items():
+            score = {m: sign * v if math.isfinite(v) else math.inf for m, v in by_method.items() if m in needed}
+            for m in needed:
+                ahead = sum(s < score[m] for s in score.values())
+                level = sum(s == score[m] for s in score.values())
+                ranks[key].setdefault(m, []).append(ahead + (level + 1) / 2)
+    if not sets:
+        return ""
+    mean = {key: {m: sum(v) / len(v) for m, v in by_method.items()} for key, by_method in ranks.items()}
+    order = {m: (mean["test_at_best_valid"][m], mean["test_at_last_epoch"][m]) for m in presets}
+    picks = [m for m in presets if order[m] == min(order.values())]
+    rank_of = lambda r: f"{r:g}"  # noqa: E731  (1, 2.5: a tie's shared place)
+    lines = [f"## Which checkpoint to use: mean rank over {len(sets)} complete sets", "",
+             f"Each set ranks the {len(needed)} GIN rows by its headline metric (1 = best); peers are left out.", "",
+             "| row | " + " | ".join(f"{t} (best valid.)" for t in sets) + " | mean rank, best-validation epoch | mean rank, last epoch |",
+             "|---|" + "---|" * (len(sets) + 2)]
+    lines += [f"| {m} | " + " | ".join(rank_of(r) for r in ranks["test_at_best_valid"][m])
+              + f" | {mean['test_at_best_valid'][m]:.2f} | {mean['test_at_last_epoch'][m]:.2f} |" for m in needed]
+    names = " and ".join(f"**{m}**" for m in picks)
+    lines += ["", f"Pick: {names if len(picks) == 1 else 'a tie between ' + names} "
+              "(lowest mean rank at the best-validation epoch; the last epoch breaks a tie)."]
+    return "\n".join(lines)
+
+
 #: the issue's optional columns, and why they are not run; a task leaves this list once it has results
 NOT_RUN = {
     "hiv": "41,127 molecules, 5.3 times tox21's 7,831; at tox21's measured 26 min per GIN unit (100 epochs, one "
@@ -425,6 +469,9 @@ def render_report(rows: list[dict], row_order: list[str], header: str, presets: 
         measured = goals(rows, presets)
         if measured:
             parts.append(measured)
+        ranked = mean_ranks(rows, presets)
+        if ranked:
+            parts.append(ranked)
     seconds = sum(r.get("seconds", 0.0) for r in rows)
     parts.append(f"{len(rows)} units measured, {seconds / 3600:.1f} h of compute in total.")
     return "\n\n".join(parts) + "\n"

@@ -224,3 +224,40 @@ def test_the_goals_are_measured_on_complete_cells_only(table):
     assert table.goals(rows[:3], presets) == ""
     assert "## The goals (issue 11)" in table.render_report(rows, [], "# header", presets)
     assert "## The goals" not in table.render_report(rows, [], "# header")
+
+
+def test_the_pick_is_the_checkpoint_with_the_lowest_mean_rank_over_complete_sets(table):
+    """Ranks worked by hand. esol (RMSE, lower is better): gmvp 1.0, am 1.2, none 1.2 -> 1, 2.5, 2.5.
+    bbbp (ROC-AUC, higher is better): am 0.8, none 0.7, gmvp NaN (a diverged seed) -> 1, 2, 3.
+    Mean ranks at the best-validation epoch: gmvp 2.0, am 1.75, none 2.25. sider misses a seed of
+    am and is left out; davis ranks by MSE (lower), not CI."""
+    presets = {"gmvp": "graphmvp", "am": "attrmask"}
+    rows = [_row("esol", m, s, v, last=1.5) for m, v in (("no pretraining", 1.2), ("gmvp", 1.0), ("am", 1.2))
+            for s in range(3)]
+    rows += [_row("bbbp", m, s, v, metric="roc_auc") for m, v in (("no pretraining", 0.7), ("am", 0.8)) for s in range(3)]
+    rows += [_row("bbbp", "gmvp", s, float("nan") if s == 1 else 0.9, metric="roc_auc") for s in range(3)]
+    rows += [_row("sider", m, s, 0.6, metric="roc_auc") for m in ("no pretraining", "gmvp", "am") for s in range(3)
+             if not (m == "am" and s == 2)]
+    text = table.mean_ranks(rows, presets)
+    assert "mean rank over 2 complete sets" in text and "sider" not in text
+    assert "| row | bbbp (best valid.) | esol (best valid.) | mean rank, best-validation epoch | mean rank, last epoch |" in text
+    assert "| no pretraining | 2 | 2.5 | 2.25 | 2.00 |" in text  # last epoch: esol all level (2 each), bbbp 2
+    assert "| gmvp | 3 | 1 | 2.00 | 2.50 |" in text
+    assert "| am | 1 | 2.5 | 1.75 | 1.50 |" in text
+    assert "Pick: **am** (" in text
+    # a tie at the best-validation epoch is broken by the last epoch; a tie at both is named as one
+    tie = [r for r in rows if not (r["task"] == "bbbp" and r["method"] == "gmvp")]
+    tie += [_row("bbbp", "gmvp", s, 0.8, last=0.9, metric="roc_auc") for s in range(3)]
+    assert "Pick: **gmvp** (" in table.mean_ranks(tie, presets)  # best valid. 1.75 each; last 1.5 vs 2.0
+    # level with am everywhere: esol all three 1.2 (2 each), bbbp gmvp = am = 0.8 (1.5 each)
+    both = [r for r in tie if r["method"] != "gmvp"]
+    both += [_row("esol", "gmvp", s, 1.2, last=1.5) for s in range(3)]
+    both += [_row("bbbp", "gmvp", s, 0.8, metric="roc_auc") for s in range(3)]
+    assert "Pick: a tie between **gmvp** and **am** (" in table.mean_ranks(both, presets)
+    dta = [_row("davis", m, s, v, metric="mse") | {"test_at_best_valid": {"mse": v, "ci": 1 - v}}
+           for m, v in (("no pretraining", 0.3), ("gmvp", 0.2), ("am", 0.4)) for s in range(3)]
+    for r in dta:
+        r["test_at_last_epoch"] = dict(r["test_at_best_valid"])
+    assert "| gmvp | 1 | 1.00 | 1.00 |" in table.mean_ranks(dta, presets)
+    assert table.mean_ranks(rows[:3], presets) == ""
+    assert "## Which checkpoint to use" in table.render_report(rows, [], "# header", presets)
