@@ -9,7 +9,7 @@ Methods (``--methods``, default all that can run):
   or ``rdkit2d`` (:data:`DEFAULT_REGRESSION_RECORDED`: what the default protocol did when those
   rows were recorded);
 * ``gin-paper-pretrained`` / ``gin-default-pretrained``: the same from ``--init`` (default
-  ``graphmvp-c-zinc50k``, the README's pick among the released checkpoints);
+  ``graphmvp-c-zinc50k``, the README's pick when these runs were made);
   ``gin-paper-keeph-*``: the paper protocol on graphs with explicit hydrogens (what the paper
   table would show if it fed the checkpoints the graphs they were pretrained on);
 * ``gin-default-rdkit2d-scratch`` / ``gin-default-rdkit2d-pretrained``: the default protocol with

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
-from tests.conftest import load_benchmark, shared_file
+from tests.conftest import REPO, load_benchmark, shared_file
 
 
 @pytest.fixture(scope="module")
@@ -261,3 +262,14 @@ def test_the_pick_is_the_checkpoint_with_the_lowest_mean_rank_over_complete_sets
     assert "| gmvp | 1 | 1.00 | 1.00 |" in table.mean_ranks(dta, presets)
     assert table.mean_ranks(rows[:3], presets) == ""
     assert "## Which checkpoint to use" in table.render_report(rows, [], "# header", presets)
+
+
+def test_the_readme_names_the_checkpoint_the_committed_ranking_picks():
+    """The README's "Which to use" must follow the ranking generated into docs/results.md (one of
+    the tied checkpoints when there is a tie): regenerating the table can change the pick."""
+    results = (REPO / "docs" / "results.md").read_text()
+    pick_line = re.search(r"^Pick: (.*)$", results, re.M)
+    assert pick_line, "docs/results.md has no ranking section"
+    picks = re.findall(r"\*\*([\w.-]+)\*\*", pick_line.group(1))
+    named = re.search(r"Which to use: \*\*`([\w.-]+)`\*\*", (REPO / "README.md").read_text())
+    assert named and named.group(1) in picks, f"README names {named and named.group(1)}; docs/results.md picks {picks}"
