@@ -416,6 +416,9 @@ def mean_ranks(rows: list[dict], presets: dict[str, str]) -> str:
     names = " and ".join(f"**{m}**" for m in picks)
     lines += ["", f"Pick: {names if len(picks) == 1 else 'a tie between ' + names} "
               "(lowest mean rank at the best-validation epoch; the last epoch breaks a tie)."]
+    if mean["test_at_best_valid"][NO_PRETRAINING] <= mean["test_at_best_valid"][picks[0]]:
+        lines.append(f"No released checkpoint ranks ahead of {NO_PRETRAINING} "
+                     f"({mean['test_at_best_valid'][NO_PRETRAINING]:.2f}): on these sets, fine-tune from scratch.")
     return "\n".join(lines)
 
 
