@@ -46,7 +46,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
 from graphmvp.finetune.table import Entry, format_table  # noqa: E402
-from graphmvp.finetune.tasks import get_task  # noqa: E402
+from graphmvp.finetune.tasks import TASK_TYPES, get_task  # noqa: E402
 from graphmvp.io import write_text_atomic  # noqa: E402
 
 log = logging.getLogger("moleculenet_table")
@@ -298,8 +298,6 @@ def local_rows(rows: list[dict]) -> dict[str, str]:
 def epoch_notes(rows: list[dict]) -> list[str]:
     """Where the GIN units ran other epochs than the paper's, read from their results rather than
     from the flags of the call that writes the report, so that every call writes the same page."""
-    from graphmvp.finetune.tasks import TASK_TYPES
-
     ran: dict[str, set[int]] = {}
     for r in rows:
         if r.get("epochs") is not None:  # GIN units; a peer has no epochs
@@ -336,7 +334,7 @@ def goals(rows: list[dict], presets: dict[str, str]) -> str:
     parts = ["## The goals (issue 11), on complete cells only"]
     for ttype, metric, title in GROUPS[:3]:
         group = [r for r in rows if get_task(r["task"]).task_type == ttype]
-        higher = metric in ("roc_auc", "ci")
+        higher = TASK_TYPES.get(ttype).higher_is_better  # GROUPS[:3] hold each type's own metric
         scale, fmt, diff = (100.0, "{:.2f}", "{:+.2f}") if metric == "roc_auc" else (1.0, "{:.3f}", "{:+.3f}")
         needed = [NO_PRETRAINING, *presets] + (list(PEER_METHODS) if ttype == "regression" else [])
         tasks = sorted({r["task"] for r in group})
@@ -383,18 +381,18 @@ def mean_ranks(rows: list[dict], presets: dict[str, str]) -> str:
     best-validation epoch, the last epoch's mean rank breaking a tie. Peers are left out: the
     question is which encoder to fine-tune, not whether to fine-tune one."""
     needed = [NO_PRETRAINING, *presets]
-    headline = {ttype: metric for ttype, metric, _ in reversed(GROUPS)}  # the first metric of each type
     ranks: dict[str, dict[str, list[float]]] = {"test_at_best_valid": {}, "test_at_last_epoch": {}}
     sets = []
     for task in sorted({r["task"] for r in rows}):
-        metric = headline[get_task(task).task_type]
+        ttype = get_task(task).type
+        metric = ttype.metric
         group = [r for r in rows if r["task"] == task]
         cells = {key: {e.method: e.mean for e in entries(group, key, metric, needed) if e.seeds >= FULL_SEEDS}
                  for key in ranks}
         if not all(m in cells[key] for key in ranks for m in needed):
             continue
         sets.append(task)
-        sign = -1.0 if metric in ("roc_auc", "ci") else 1.0
+        sign = -1.0 if ttype.higher_is_better else 1.0
         for key, by_method in cells.items():
             score = {m: sign * v if math.isfinite(v) else math.inf for m, v in by_method.items() if m in needed}
             for m in needed:
