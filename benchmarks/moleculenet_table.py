@@ -325,13 +325,38 @@ def released_presets(manifest_path: Optional[Path] = None) -> dict[str, str]:
             if e.name not in DEMO_CHECKPOINTS}
 
 
+#: a gap counts as wider than the seeds' noise beyond this many standard errors of the difference
+NOISE_SE = 2.0
+
+
+def beyond_noise(a: Entry, b: Entry, higher_is_better: bool) -> int:
+    """+1 if cell ``a`` is better than ``b`` by more than :data:`NOISE_SE` standard errors of the
+    difference of their means, -1 if worse by as much, 0 otherwise (also for a NaN cell). The
+    standard error is sqrt(s_a^2/n_a + s_b^2/n_b) with each cell's sample std over its n seeds (the
+    entries hold the population std, so s^2/n is std^2/(n-1)). With 3 seeds a side this is a rough
+    screen, not a significance test: it separates the gaps the seeds alone could plausibly make."""
+    def var_of_mean(e: Entry) -> float:
+        return e.std ** 2 / (e.seeds - 1) if e.seeds > 1 else 0.0
+
+    gap = (a.mean - b.mean) * (1.0 if higher_is_better else -1.0)
+    if not math.isfinite(gap):
+        return 0
+    se = math.sqrt(var_of_mean(a) + var_of_mean(b))
+    return 1 if gap > NOISE_SE * se else -1 if gap < -NOISE_SE * se else 0
+
+
 def goals(rows: list[dict], presets: dict[str, str]) -> str:
     """Issue 11's goals, measured on complete cells only: per metric and epoch, over the tasks where
     no pretraining, every released checkpoint (``presets``: label -> pretraining method) and, for
     regression, every peer has all :data:`FULL_SEEDS` seeds; the tasks left out are named. An
     average of RMSE weights each set by its scale (FreeSolv's errors are several times ESOL's), so
-    each row also says on how many of the sets it beats no pretraining."""
-    parts = ["## The goals (issue 11), on complete cells only"]
+    each row also says on how many of the sets it beats no pretraining, and on how many its gap
+    either way is wider than the seeds' noise (:func:`beyond_noise`)."""
+    parts = []
+    intro = ["## The goals (issue 11), on complete cells only",
+             f"A gap is counted as wider than the seeds' noise when it exceeds {NOISE_SE:g} standard errors of the "
+             f"difference of the two means (each cell's sample std over its {FULL_SEEDS} seeds): a rough screen, not a "
+             "significance test."]
     for ttype, metric, title in GROUPS[:3]:
         group = [r for r in rows if get_task(r["task"]).task_type == ttype]
         higher = TASK_TYPES.get(ttype).higher_is_better  # GROUPS[:3] hold each type's own metric
@@ -340,7 +365,8 @@ def goals(rows: list[dict], presets: dict[str, str]) -> str:
         tasks = sorted({r["task"] for r in group})
         better = (lambda a, b: a > b) if higher else (lambda a, b: a < b)
         for key, what in (("test_at_best_valid", "best-validation epoch"), ("test_at_last_epoch", "last epoch")):
-            cells = {(e.method, e.task): e.mean for e in entries(group, key, metric, needed) if e.seeds >= FULL_SEEDS}
+            cell_entries = {(e.method, e.task): e for e in entries(group, key, metric, needed) if e.seeds >= FULL_SEEDS}
+            cells = {k: e.mean for k, e in cell_entries.items()}
             full = [t for t in tasks if all((m, t) in cells for m in needed)]
             if not full:
                 continue
@@ -348,11 +374,14 @@ def goals(rows: list[dict], presets: dict[str, str]) -> str:
             base = avg[NO_PRETRAINING]
             lines = [f"### {title.split(' (')[0]}, test at the {what}: average over {', '.join(full)}"
                      + (f" (incomplete, left out: {', '.join(t for t in tasks if t not in full)})" if len(full) < len(tasks) else ""),
-                     "", "| row | average | against no pretraining | sets where better than no pretraining |",
-                     "|---|---|---|---|", f"| {NO_PRETRAINING} | {fmt.format(base)} | | |"]
+                     "", "| row | average | against no pretraining | sets where better than no pretraining "
+                     "| sets better / worse by more than the seeds' noise |",
+                     "|---|---|---|---|---|", f"| {NO_PRETRAINING} | {fmt.format(base)} | | | |"]
             wins = {m: sum(better(cells[(m, t)], cells[(NO_PRETRAINING, t)]) for t in full) for m in presets}
-            lines += [f"| {m} | {fmt.format(avg[m])} | {diff.format(avg[m] - base)} | {wins[m]} of {len(full)} |"
-                      for m in presets]
+            clear = {m: [beyond_noise(cell_entries[(m, t)], cell_entries[(NO_PRETRAINING, t)], higher) for t in full]
+                     for m in presets}
+            lines += [f"| {m} | {fmt.format(avg[m])} | {diff.format(avg[m] - base)} | {wins[m]} of {len(full)} "
+                      f"| {clear[m].count(1)} / {clear[m].count(-1)} |" for m in presets]
             above = [m for m in presets if better(avg[m], base)]
             lines += ["", f"- Every pretrained row better than no pretraining: {'met' if len(above) == len(presets) else 'missed'} "
                       f"({len(above)} of {len(presets)})."]
@@ -370,7 +399,7 @@ def goals(rows: list[dict], presets: dict[str, str]) -> str:
                 lines.append(f"- The best pretrained GIN ({best_gin}, {fmt.format(avg[best_gin])}) at least level with the "
                              f"best peer ({best_peer}, {fmt.format(avg[best_peer])}): {'met' if ok else 'missed'}.")
             parts.append("\n".join(lines))
-    return "\n\n".join(parts) if len(parts) > 1 else ""
+    return "\n\n".join(intro + parts) if parts else ""
 
 
 def mean_ranks(rows: list[dict], presets: dict[str, str]) -> str:

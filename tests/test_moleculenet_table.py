@@ -211,13 +211,14 @@ def test_the_goals_are_measured_on_complete_cells_only(table):
     rows += [_row("davis", "no pretraining", 0, 0.3, metric="mse")]
     text = table.goals(rows, presets)
     assert "### RMSE, test at the best-validation epoch: average over esol, freesolv (incomplete, left out: lipophilicity)" in text
-    assert "| no pretraining | 2.900 | | |" in text and "| gmvp | 2.100 | -0.800 | 2 of 2 |" in text
-    assert "| am | 2.250 | -0.650 | 2 of 2 |" in text
+    # every seed alike: no noise, so each gap is wider than it
+    assert "| no pretraining | 2.900 | | | |" in text and "| gmvp | 2.100 | -0.800 | 2 of 2 | 2 / 0 |" in text
+    assert "| am | 2.250 | -0.650 | 2 of 2 | 2 / 0 |" in text
     assert "- Every pretrained row better than no pretraining: met (2 of 2)." in text
     assert "- gmvp as good as or better than the better of AttrMask and ContextPred (am, 2.250): met (2.100)." in text
     assert "- The best pretrained GIN (gmvp, 2.100) at least level with the best peer (chemprop, 1.600): missed." in text
     assert "### ROC-AUC, test at the best-validation epoch: average over bbbp\n" in text
-    assert "| gmvp | 68.00 | -2.00 | 0 of 1 |" in text and "| am | 72.00 | +2.00 | 1 of 1 |" in text
+    assert "| gmvp | 68.00 | -2.00 | 0 of 1 | 0 / 1 |" in text and "| am | 72.00 | +2.00 | 1 of 1 | 1 / 0 |" in text
     assert "met (1 of 2)" not in text
     assert "- Every pretrained row better than no pretraining: missed (1 of 2)." in text
     assert "(am, 72.00): missed (68.00)." in text
@@ -225,6 +226,28 @@ def test_the_goals_are_measured_on_complete_cells_only(table):
     assert table.goals(rows[:3], presets) == ""
     assert "## The goals (issue 11)" in table.render_report(rows, [], "# header", presets)
     assert "## The goals" not in table.render_report(rows, [], "# header")
+
+
+def test_a_gap_counts_as_beyond_the_seeds_noise_past_two_standard_errors(table):
+    """Hand-worked: no pretraining RMSE seeds 1.0, 1.2, 1.4 (mean 1.2, sample var 0.04); a row at
+    0.9, 1.0, 1.1 (mean 1.0, sample var 0.01). s.e. of the difference = sqrt(0.04/3 + 0.01/3) =
+    0.1291, so 2 s.e. = 0.258 > the 0.2 gap: within the noise. A row at 0.7, 0.8, 0.9 (gap 0.4) is
+    beyond it; a row at 1.6, 1.7, 1.8 (0.5 worse) is beyond it the other way. ROC-AUC counts the
+    other direction; a NaN seed counts as neither."""
+    def cell(method, values, metric="rmse"):
+        rows = [_row("esol", method, s, v, metric=metric) for s, v in enumerate(values)]
+        return table.entries(rows, "test_at_best_valid", metric, [method])[0]
+
+    base = cell("no pretraining", (1.0, 1.2, 1.4))
+    assert table.beyond_noise(cell("a", (0.9, 1.0, 1.1)), base, higher_is_better=False) == 0
+    assert table.beyond_noise(cell("a", (0.7, 0.8, 0.9)), base, higher_is_better=False) == 1
+    assert table.beyond_noise(cell("a", (1.6, 1.7, 1.8)), base, higher_is_better=False) == -1
+    # the edge: a gap of 0.26 is past 2 s.e. (0.2582) only with the sample, not the population, std
+    assert table.beyond_noise(cell("a", (0.84, 0.94, 1.04)), base, higher_is_better=False) == 1
+    assert table.beyond_noise(cell("a", (0.845, 0.945, 1.045)), base, higher_is_better=False) == 0
+    assert table.beyond_noise(cell("a", (0.7, 0.8, 0.9), "roc_auc"), cell("b", (1.0, 1.2, 1.4), "roc_auc"),
+                              higher_is_better=True) == -1
+    assert table.beyond_noise(cell("a", (0.7, float("nan"), 0.9)), base, higher_is_better=False) == 0
 
 
 def test_the_pick_is_the_checkpoint_with_the_lowest_mean_rank_over_complete_sets(table):
