@@ -371,7 +371,8 @@ def goals(rows: list[dict], presets: dict[str, str]) -> str:
     intro = ["## The goals (issue 11), on complete cells only",
              f"A gap is counted as wider than the seeds' noise when it exceeds {NOISE_SE:g} standard errors of the "
              f"difference of the two means (each cell's sample std over its {FULL_SEEDS} seeds): a rough screen, not a "
-             "significance test."]
+             "significance test. Why the goals are missed and what would change it: `docs/benchmarks.md`, "
+             "\"Why the table's goals are missed\"."]
     for ttype, metric, title in GROUPS[:3]:
         group = [r for r in rows if get_task(r["task"]).task_type == ttype]
         higher = TASK_TYPES.get(ttype).higher_is_better  # GROUPS[:3] hold each type's own metric
