@@ -186,6 +186,12 @@ def parse_args(argv: Optional[list[str]] = None):
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if not (args.shared / CORPUS_FILE).is_file():
+        raise SystemExit(f"{args.shared / CORPUS_FILE} not found: give the shared data folder with --shared")
+    missing = [str(args.shared / DATA_FILES[t]) for t in args.tasks if not (args.shared / DATA_FILES[t]).exists()]
+    if missing:
+        raise SystemExit(f"not found: {', '.join(missing)}; give the shared data folder with --shared, or leave "
+                         "those sets out of --tasks")
     # the release excluded every downstream molecule, the optional sets' too
     sets = {t: task_smiles(args.shared, t) for t in DATA_FILES if (args.shared / DATA_FILES[t]).exists()}
     _quiet = BlockLogs()  # the sets' few unparsable SMILES are counted per row, not printed
@@ -194,7 +200,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     log.info("corpus: %d molecules, %d held out; %d downstream molecules excluded", len(corpus_list), len(held_out), len(excluded))
     corpus = describe(corpus_list)
     rows = []
-    for name, smiles in [(HELD_OUT, held_out)] + [(t, sets[t]) for t in args.tasks if t in sets]:
+    for name, smiles in [(HELD_OUT, held_out)] + [(t, sets[t]) for t in args.tasks]:
         rows.append(shift_row(name, describe(smiles), corpus))
         log.info("%s: %d molecules, nearest-neighbour median %.2f", name, rows[-1].molecules, rows[-1].nn_similarity_median)
     text = render(rows, len(corpus_list))

@@ -83,3 +83,12 @@ def test_the_script_on_the_shared_data(shift, shared_data, tmp_path, capsys):
     assert davis["molecules"] == 68  # DeepDTA's Davis ligands
     assert "| davis | 68 |" in capsys.readouterr().out
     assert (tmp_path / "SHIFT.md").read_text().startswith("Against the 300 corpus molecules")
+
+
+def test_missing_files_are_named(shift, tmp_path):
+    with pytest.raises(SystemExit, match="zinc_moses_train.csv.gz not found: give the shared data folder"):
+        shift.main(["--shared", str(tmp_path)])
+    with gzip.open(tmp_path / shift.CORPUS_FILE, "wt") as f:
+        f.write("SMILES\nCCO\n")
+    with pytest.raises(SystemExit, match=r"not found: .*moleculenet/bace.csv.gz; give the shared data folder"):
+        shift.main(["--shared", str(tmp_path), "--tasks", "bace"])
