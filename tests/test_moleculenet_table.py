@@ -248,7 +248,8 @@ def test_a_gap_counts_as_beyond_the_seeds_noise_past_two_standard_errors(table):
     assert table.beyond_noise(cell("a", (0.9, 1.0, 1.1)), base, higher_is_better=False) == 0
     assert table.beyond_noise(cell("a", (0.7, 0.8, 0.9)), base, higher_is_better=False) == 1
     assert table.beyond_noise(cell("a", (1.6, 1.7, 1.8)), base, higher_is_better=False) == -1
-    # the edge: a gap of 0.26 is past 2 s.e. (0.2582) only with the sample, not the population, std
+    # the edge: 2 s.e. is 0.2582 with the sample std; a gap of 0.26 is past it, 0.255 is not (it would be
+    # with the population std, whose 2 s.e. is 0.2108)
     assert table.beyond_noise(cell("a", (0.84, 0.94, 1.04)), base, higher_is_better=False) == 1
     assert table.beyond_noise(cell("a", (0.845, 0.945, 1.045)), base, higher_is_better=False) == 0
     assert table.beyond_noise(cell("a", (0.7, 0.8, 0.9), "roc_auc"), cell("b", (1.0, 1.2, 1.4), "roc_auc"),
