@@ -46,6 +46,8 @@ from moleculenet_table import DATA_FILES, DEFAULT_TASKS, REPO  # noqa: E402
 
 from graphmvp.finetune.dta import load_deepdta  # noqa: E402
 from graphmvp.io import write_text_atomic  # noqa: E402
+from graphmvp.prep.molecule import exclusion_key  # noqa: E402
+from graphmvp.prep.pipeline import shuffled_order  # noqa: E402
 from graphmvp.prep.sources.smiles import read_smiles_file  # noqa: E402
 
 log = logging.getLogger("corpus_shift")
@@ -128,8 +130,9 @@ def shift_row(name: str, mols: Molecules, corpus: Molecules) -> ShiftRow:
 
 
 def _canonical(smiles: str) -> Optional[str]:
+    """``--exclude-ignore-stereo``'s key of a SMILES (None if unparsable)."""
     mol = Chem.MolFromSmiles(smiles) if smiles else None
-    return Chem.MolToSmiles(mol, isomericSmiles=False) if mol is not None else None
+    return exclusion_key(mol, ignore_stereo=True) if mol is not None else None
 
 
 def task_smiles(shared: Path, task: str) -> list[str]:
@@ -142,9 +145,9 @@ def task_smiles(shared: Path, task: str) -> list[str]:
 
 def corpus_smiles(path: Path, n_mol: int, held_out: int, seed: int, excluded: frozenset[str]) -> tuple[list[str], list[str]]:
     """The first ``n_mol`` parsable, non-excluded molecules of ``graphmvp-prep``'s shuffle of
-    ``path`` (``np.random.default_rng(seed).permutation``), and the ``held_out`` that follow."""
+    ``path`` (:func:`graphmvp.prep.pipeline.shuffled_order`), and the ``held_out`` that follow."""
     rows = read_smiles_file(path)
-    order = np.random.default_rng(seed).permutation(len(rows))
+    order = shuffled_order(len(rows), seed)
     kept: list[str] = []
     _quiet = BlockLogs()
     for i in order:

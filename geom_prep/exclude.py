@@ -9,6 +9,7 @@ from rdkit import Chem
 from rdkit.rdBase import BlockLogs
 
 from graphmvp.prep.config import PrepError
+from graphmvp.prep.molecule import exclusion_key
 from graphmvp.prep.sources.smiles import find_smiles_column, is_smi_file, open_text, read_smiles_file
 
 log = logging.getLogger("graphmvp.prep")
@@ -42,7 +43,7 @@ def load_excluded(paths: list[str], ignore_stereo: bool = False) -> frozenset[st
             if mol is None:
                 bad += 1
                 continue
-            keys.add(Chem.MolToSmiles(mol, isomericSmiles=not ignore_stereo))
+            keys.add(exclusion_key(mol, ignore_stereo))
         log.info("exclude: %s: %d molecules (%d unparsable, ignored)", p, len(smiles) - bad, bad)
     if paths and not keys:
         raise PrepError(f"--exclude files {', '.join(paths)} hold no parsable SMILES")

@@ -112,6 +112,13 @@ def build_molecule(
     )
 
 
+def exclusion_key(mol: Chem.Mol, ignore_stereo: bool = False) -> str:
+    """The key by which ``--exclude`` matches a molecule against the downstream sets: RDKit
+    canonical SMILES of ``mol`` as it is (hydrogens not removed), without stereo when
+    ``ignore_stereo`` (``--exclude-ignore-stereo``)."""
+    return Chem.MolToSmiles(mol, isomericSmiles=not ignore_stereo)
+
+
 def canonical_smiles(mol: Chem.Mol, isomeric: bool = True) -> str:
     """RDKit canonical SMILES of the heavy-atom molecule."""
     return Chem.MolToSmiles(Chem.RemoveHs(mol), isomericSmiles=isomeric)

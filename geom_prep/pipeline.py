@@ -260,6 +260,11 @@ def prepare(config: PrepConfig, command: Sequence[str] = ()) -> PrepResult:
             handler.close()
 
 
+def shuffled_order(n: int, seed: int) -> np.ndarray:
+    """The order in which a run visits its ``n`` candidates (``--seed``; upstream shuffles too)."""
+    return np.random.default_rng(seed).permutation(n)
+
+
 def _prepare(cfg: PrepConfig, store: Path, command: list[str], t0: float) -> PrepResult:
     log.info("graphmvp-prep %s", " ".join(command) or "(python API)")
     log.info("config %s", cfg.to_json().replace("\n", " "))
@@ -269,8 +274,7 @@ def _prepare(cfg: PrepConfig, store: Path, command: list[str], t0: float) -> Pre
     if not candidates:
         raise PrepError(f"{cfg.input}: no molecules found")
     if cfg.shuffle:
-        order = np.random.default_rng(cfg.seed).permutation(len(candidates))
-        candidates = [candidates[i] for i in order]
+        candidates = [candidates[i] for i in shuffled_order(len(candidates), cfg.seed)]
     first, last = 0, len(candidates)
     if cfg.shard:
         i, n = cfg.shard

@@ -11,6 +11,7 @@ from rdkit import Chem
 from graphmvp.data.store import Molecule
 from graphmvp.registry import Registry
 from graphmvp.prep.config import PrepConfig
+from graphmvp.prep.molecule import exclusion_key
 from graphmvp.prep.reasons import EXCLUDED_DOWNSTREAM, Skip
 
 SOURCES: Registry = Registry("source")
@@ -58,7 +59,7 @@ class Source:
         """Skip molecules that appear in the downstream files given with ``--exclude``."""
         if not self.excluded:
             return
-        key = Chem.MolToSmiles(mol, isomericSmiles=not self.config.exclude_ignore_stereo)
+        key = exclusion_key(mol, self.config.exclude_ignore_stereo)
         if key in self.excluded:
             raise Skip(EXCLUDED_DOWNSTREAM, key)
 
