@@ -391,18 +391,17 @@ def goals(rows: list[dict], presets: dict[str, str]) -> str:
             wins = {m: sum(better(cells[(m, t)], cells[(NO_PRETRAINING, t)]) for t in full) for m in presets}
             clear = {m: [beyond_noise(cell_entries[(m, t)], cell_entries[(NO_PRETRAINING, t)], higher) for t in full]
                      for m in presets}
-            head = ["row", "average", "against no pretraining", "sets where better than no pretraining",
-                    "sets better / worse by more than the seeds' noise"]
-            table = [[NO_PRETRAINING, fmt.format(base), "", "", ""]]
-            table += [[m, fmt.format(avg[m]), diff.format(avg[m] - base), f"{wins[m]} of {len(full)}",
-                       f"{clear[m].count(1)} / {clear[m].count(-1)}"] for m in presets]
             # the paper reports test at the best-validation epoch only
             paper = {m: paper_gain(metric, presets[m], full) for m in presets} if key == "test_at_best_valid" else {}
-            if any(g is not None for g in paper.values()):
+            show_paper = any(g is not None for g in paper.values())
+            head = ["row", "average", "against no pretraining", "sets where better than no pretraining",
+                    "sets better / worse by more than the seeds' noise"]
+            if show_paper:
                 head.append("the paper's gain over its no pretraining, same sets")
-                table[0].append("")
-                for cells_of_row, m in zip(table[1:], presets):
-                    cells_of_row.append("-" if paper[m] is None else diff.format(paper[m]))
+            paper_cell = {m: ["-" if paper[m] is None else diff.format(paper[m])] if show_paper else [] for m in presets}
+            table = [[NO_PRETRAINING, fmt.format(base), "", "", ""] + [""] * show_paper]
+            table += [[m, fmt.format(avg[m]), diff.format(avg[m] - base), f"{wins[m]} of {len(full)}",
+                       f"{clear[m].count(1)} / {clear[m].count(-1)}"] + paper_cell[m] for m in presets]
             lines = [f"### {title.split(' (')[0]}, test at the {what}: average over {', '.join(full)}"
                      + (f" (incomplete, left out: {', '.join(t for t in tasks if t not in full)})" if len(full) < len(tasks) else ""),
                      "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
