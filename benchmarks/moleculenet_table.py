@@ -1,7 +1,7 @@
 """GraphMVP's Table 1 on the real data of ``../shared/data``, next to what a practitioner would use
 instead, in one resumable command:
 
-    python benchmarks/moleculenet_table.py --work runs/table [--shard 0/2] [--report-only]
+    python benchmarks/moleculenet_table.py --work runs/table [--report-only]
 
 Rows: no pretraining (a randomly initialised GIN), each released checkpoint of
 ``checkpoints/manifest.json`` except the demo's (or ``--init LABEL=PATH`` for a local pretraining
@@ -20,8 +20,12 @@ A unit of work is one (task, method, seed). Each finished unit is one small JSON
 ``--results`` (default ``benchmarks/results/moleculenet_table/``, kept in git so that a table
 survives the machine), written atomically; a rerun skips the units that have one, so a killed run
 loses at most the unit in flight. The run folders of the GIN units (metrics.csv, config.json,
-split.json) go to ``--work``. ``--shard i/N`` takes every N-th unit, so two processes can share
-the work without ever running the same unit. After every unit the report (``--report``, default
+split.json) go to ``--work``. Any number of processes can share the work: each claims a unit
+before running it (an ``flock`` on ``WORK/TASK/ROW/seedN.lock``, released when its holder exits,
+even killed) and skips the units another process holds or has finished, so two processes started
+side by side on the same ``--work`` and ``--results`` take the next free unit each and finish
+together whatever the units cost (``--shard i/N``, every N-th unit, still splits the units
+statically, for machines that do not share a file system). After every unit the report (``--report``, default
 ``docs/results.md``) is rewritten from all units found: test at the best-validation epoch and at
 the last epoch, mean (std) over the seeds present (the count is shown where it is below 3), and
 the paper's Table 1 figures beside them. ``--list`` prints every unit as done or todo, and the
@@ -37,6 +41,7 @@ import math
 import sys
 import time
 import traceback
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -47,7 +52,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
 
 from graphmvp.finetune.table import Entry, format_table  # noqa: E402
 from graphmvp.finetune.tasks import TASK_TYPES, get_task  # noqa: E402
-from graphmvp.io import write_text_atomic  # noqa: E402
+from graphmvp.io import LockedError, write_text_atomic, writer_lock  # noqa: E402
 
 log = logging.getLogger("moleculenet_table")
 
@@ -113,6 +118,10 @@ class Unit:
     def result_path(self, results: Path) -> Path:
         return results / self.task / self.method.slug / f"seed{self.seed}.json"
 
+    def run_folder(self, work: Path) -> Path:
+        """The GIN unit's run folder; its sibling ``seedN.lock`` is every unit's claim."""
+        return work / self.task / self.method.slug / f"seed{self.seed}"
+
 
 # ------------------------------------------------------------------------------------ methods
 
@@ -147,7 +156,7 @@ def _config(unit: Unit, shared: Path, work: Path, threads: int, overrides: dict)
     return FinetuneConfig(
         task=unit.task, data_file=str(shared / DATA_FILES[unit.task]), protocol="paper",
         init=unit.method.init, method=unit.method.label, seeds=(unit.seed,),
-        out=str(work / unit.task / unit.method.slug / f"seed{unit.seed}"), overwrite=True,
+        out=str(unit.run_folder(work)), overwrite=True,
         threads=threads, progress=False, **overrides.get(get_task(unit.task).task_type, {}),
     )
 
@@ -607,8 +616,8 @@ def parse_args(argv: Optional[list[str]] = None):
                         "the report still shows every row that has results")
     p.add_argument("--dta-epochs", type=int, default=None, help="override the paper's 200 DTA epochs (stated in the report)")
     p.add_argument("--epochs", type=int, default=None, help="override every task's epochs (smoke runs; stated in the report)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per unit (default 1; run shards in parallel)")
-    p.add_argument("--shard", default=None, metavar="i/N", help="run only units k with k %% N == i")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per unit (default 1; run one process per core)")
+    p.add_argument("--shard", default=None, metavar="i/N", help="run only units k with k %% N == i (processes sharing a file system need no shards: they claim units)")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from the results, run nothing")
     p.add_argument("--update-manifest", action="store_true",
                    help="write each released checkpoint's results into its checkpoints/manifest.json entry, run nothing")
@@ -685,18 +694,29 @@ def main(argv: Optional[list[str]] = None) -> int:
     failed = 0
     for k, unit in enumerate(todo, 1):
         log.info("[%d/%d] %s / %s / seed %d", k, len(todo), unit.task, unit.method.label, unit.seed)
-        try:
-            result = run_unit(unit, args, overrides)
-        except Exception as e:  # noqa: BLE001 - one failed unit is logged; --keep-going goes on
-            failed += 1
-            log.error("unit %s / %s / seed %d failed: %s\n%s", unit.task, unit.method.label, unit.seed, e,
-                      traceback.format_exc())
-            if not args.keep_going:
-                return 1
-            continue
         path = unit.result_path(args.results)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, json.dumps(result, indent=1, sort_keys=True, default=str) + "\n")
+        with ExitStack() as claim:
+            folder = unit.run_folder(args.work)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                claim.enter_context(writer_lock(folder))
+            except LockedError:
+                log.info("  skipped: another process is running it")
+                continue
+            if path.is_file():  # finished by another process since this one listed its units
+                log.info("  skipped: another process has finished it")
+                continue
+            try:
+                result = run_unit(unit, args, overrides)
+            except Exception as e:  # noqa: BLE001 - one failed unit is logged; --keep-going goes on
+                failed += 1
+                log.error("unit %s / %s / seed %d failed: %s\n%s", unit.task, unit.method.label, unit.seed, e,
+                          traceback.format_exc())
+                if not args.keep_going:
+                    return 1
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, json.dumps(result, indent=1, sort_keys=True, default=str) + "\n")
         log.info("  %s: test %s at best valid %.4f, last %.4f (%.0f s)", unit.task, result["metric"],
                  result["test_at_best_valid"][result["metric"]], result["test_at_last_epoch"][result["metric"]],
                  result["seconds"])

@@ -165,6 +165,52 @@ def test_a_run_resumes_by_unit_and_writes_the_report(table, shared_data, tmp_pat
     assert json.loads(unit.read_text())["finished"] == first["finished"]
 
 
+def _fake_runs(table, monkeypatch, also=None):
+    """Replace the unit runner by one that records what it ran (and, through ``also``, can act as
+    another process would while a unit runs)."""
+    ran = []
+
+    def fake(unit, args, overrides):
+        ran.append((unit.task, unit.method.label, unit.seed))
+        if also:
+            also(unit, args)
+        return {**_row(unit.task, unit.method.label, unit.seed, 1.0), "seconds": 1.0}
+
+    monkeypatch.setattr(table, "run_unit", fake)
+    return ran
+
+
+def test_processes_share_units_by_claiming_them(table, tmp_path, monkeypatch):
+    from graphmvp.io import writer_lock
+
+    work, results = tmp_path / "work", tmp_path / "results"
+    argv = ["--work", str(work), "--results", str(results), "--report", str(tmp_path / "r.md"),
+            "--tasks", "esol", "--seeds", "0", "1", "2", "--no-checkpoints", "--peers"]
+    held = table.Unit("esol", table.Method("no pretraining", "gin"), 1)
+    # the process that finishes seed 0 also finishes seed 2 meanwhile, as a second process would
+    other = table.Unit("esol", held.method, 2)
+
+    def finish_other(unit, args):
+        if unit.seed == 0:
+            path = other.result_path(results)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({**_row("esol", "no pretraining", 2, 7.0), "seconds": 1.0}))
+
+    ran = _fake_runs(table, monkeypatch, finish_other)
+    held.run_folder(work).parent.mkdir(parents=True)
+    with writer_lock(held.run_folder(work)):  # another process is running seed 1
+        assert table.main(argv) == 0
+    assert ran == [("esol", "no pretraining", 0)]  # seed 1 was held, seed 2 finished by the other
+    assert json.loads(other.result_path(results).read_text())["test_at_best_valid"]["rmse"] == 7.0
+    assert not held.result_path(results).exists()
+    # a claim left by a killed process (its file is there, nobody holds it) does not block the rerun,
+    # and a finished unit leaves no claim behind
+    (work / "esol" / "no_pretraining" / "seed1.lock").write_text("12345\n")
+    assert table.main(argv) == 0
+    assert ran[1:] == [("esol", "no pretraining", 1)]
+    assert held.result_path(results).is_file() and not list(work.glob("esol/*/*.lock"))
+
+
 def test_peer_units_run_on_the_trainers_split(table, shared_data, tmp_path):
     pytest.importorskip("sklearn", reason="the peers need the [bench] extra (scikit-learn)")
     shared_file(shared_data, "moleculenet/freesolv.csv.gz")
