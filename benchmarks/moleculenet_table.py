@@ -28,7 +28,7 @@ together whatever the units cost (``--shard i/N``, every N-th unit, still splits
 statically, for machines that do not share a file system). After every unit the report (``--report``, default
 ``docs/results.md``) is rewritten from all units found: test at the best-validation epoch and at
 the last epoch, mean (std) over the seeds present (the count is shown where it is below 3), and
-the paper's Table 1 figures beside them. ``--list`` prints every unit as done or todo, and the
+the paper's Table 1 figures beside them. ``--list`` prints every unit as done or todo (and running, with the PID, when claimed), and the
 compute the todo units will take, estimated from the finished ones (:func:`estimate`).
 """
 
@@ -38,6 +38,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 import time
 import traceback
@@ -121,6 +122,18 @@ class Unit:
     def run_folder(self, work: Path) -> Path:
         """The GIN unit's run folder; its sibling ``seedN.lock`` is every unit's claim."""
         return work / self.task / self.method.slug / f"seed{self.seed}"
+
+    def claimed_by(self, work: Path) -> Optional[int]:
+        """The PID its claim names when that process is alive, else None. For ``--list`` only:
+        reading the file takes no lock, so listing never makes a worker skip a unit."""
+        try:
+            pid = int(Path(f"{self.run_folder(work)}.lock").read_text().split()[0])
+            os.kill(pid, 0)
+        except PermissionError:  # alive, another user's
+            return pid
+        except (OSError, ValueError, IndexError):  # no claim, an empty one, or its holder is gone
+            return None
+        return pid
 
 
 # ------------------------------------------------------------------------------------ methods
@@ -621,7 +634,7 @@ def parse_args(argv: Optional[list[str]] = None):
     p.add_argument("--report-only", action="store_true", help="rewrite the report from the results, run nothing")
     p.add_argument("--update-manifest", action="store_true",
                    help="write each released checkpoint's results into its checkpoints/manifest.json entry, run nothing")
-    p.add_argument("--list", action="store_true", help="print the units and whether each is done, run nothing")
+    p.add_argument("--list", action="store_true", help="print the units and whether each is done (or running), run nothing")
     p.add_argument("--keep-going", action="store_true", help="log a failed unit and go on (default: stop)")
     return p.parse_args(argv)
 
@@ -677,7 +690,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     todo = [u for u in units if not u.result_path(args.results).is_file()]
     if args.list:
         for u in units:
-            print(f"{'todo' if u in todo else 'done'}  {u.task:<14} {u.method.label:<28} seed {u.seed}")
+            state = "done" if u not in todo else "todo"
+            holder = u.claimed_by(args.work) if u in todo else None
+            print(f"{state}  {u.task:<14} {u.method.label:<28} seed {u.seed}"
+                  + (f"  (running, PID {holder})" if holder else ""))
         seconds, unmeasured = estimate(todo, load_results(args.results), overrides)
         by_task = ", ".join(f"{t} {s / 3600:.1f}" for t, s in seconds.items())
         print(f"{len(todo)} of {len(units)} units to run, about {sum(seconds.values()) / 3600:.1f} core-hours"

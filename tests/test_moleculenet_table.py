@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -180,7 +183,7 @@ def _fake_runs(table, monkeypatch, also=None):
     return ran
 
 
-def test_processes_share_units_by_claiming_them(table, tmp_path, monkeypatch):
+def test_processes_share_units_by_claiming_them(table, tmp_path, monkeypatch, capsys):
     from graphmvp.io import writer_lock
 
     work, results = tmp_path / "work", tmp_path / "results"
@@ -199,13 +202,19 @@ def test_processes_share_units_by_claiming_them(table, tmp_path, monkeypatch):
     ran = _fake_runs(table, monkeypatch, finish_other)
     held.run_folder(work).parent.mkdir(parents=True)
     with writer_lock(held.run_folder(work)):  # another process is running seed 1
+        assert table.main([*argv, "--list"]) == 0
+        assert f"seed 1  (running, PID {os.getpid()})" in capsys.readouterr().out
         assert table.main(argv) == 0
     assert ran == [("esol", "no pretraining", 0)]  # seed 1 was held, seed 2 finished by the other
     assert json.loads(other.result_path(results).read_text())["test_at_best_valid"]["rmse"] == 7.0
     assert not held.result_path(results).exists()
     # a claim left by a killed process (its file is there, nobody holds it) does not block the rerun,
     # and a finished unit leaves no claim behind
-    (work / "esol" / "no_pretraining" / "seed1.lock").write_text("12345\n")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (work / "esol" / "no_pretraining" / "seed1.lock").write_text(f"{gone.pid}\n")
+    assert table.main([*argv, "--list"]) == 0
+    assert "todo  esol           no pretraining               seed 1\n" in capsys.readouterr().out
     assert table.main(argv) == 0
     assert ran[1:] == [("esol", "no pretraining", 1)]
     assert held.result_path(results).is_file() and not list(work.glob("esol/*/*.lock"))
