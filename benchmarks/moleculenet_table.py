@@ -20,16 +20,17 @@ A unit of work is one (task, method, seed). Each finished unit is one small JSON
 ``--results`` (default ``benchmarks/results/moleculenet_table/``, kept in git so that a table
 survives the machine), written atomically; a rerun skips the units that have one, so a killed run
 loses at most the unit in flight. The run folders of the GIN units (metrics.csv, config.json,
-split.json) go to ``--work``. Any number of processes can share the work: each claims a unit
-before running it (an ``flock`` on ``WORK/TASK/ROW/seedN.lock``, released when its holder exits,
-even killed) and skips the units another process holds or has finished, so two processes started
-side by side on the same ``--work`` and ``--results`` take the next free unit each and finish
-together whatever the units cost (``--shard i/N``, every N-th unit, still splits the units
-statically, for machines that do not share a file system). After every unit the report (``--report``, default
-``docs/results.md``) is rewritten from all units found: test at the best-validation epoch and at
-the last epoch, mean (std) over the seeds present (the count is shown where it is below 3), and
-the paper's Table 1 figures beside them. ``--list`` prints every unit as done or todo (and running, with the PID, when claimed), and the
-compute the todo units will take, estimated from the finished ones (:func:`estimate`).
+split.json) go to ``--work``. Any number of processes can share the work: each claims a unit before
+running it (an ``flock`` on ``WORK/TASK/ROW/seedN.lock``, released when its holder exits, even
+killed) and skips the units another process holds or has finished, so two processes started side by
+side on the same ``--work`` and ``--results`` take the next free unit each and finish together
+whatever the units cost (``--shard i/N``, every N-th unit, still splits the units statically, for
+machines that do not share a file system). After every unit the report (``--report``, default
+``docs/results.md``) is rewritten from all units found: test at the best-validation epoch and at the
+last epoch, mean (std) over the seeds present (the count is shown where it is below 3), and the
+paper's Table 1 figures beside them. ``--list`` prints every unit as done or todo (and running, with
+the PID, when claimed), and the compute the todo units will take, estimated from the finished ones
+(:func:`estimate`).
 """
 
 from __future__ import annotations
