@@ -39,7 +39,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
 import time
 import traceback
@@ -54,7 +53,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
 
 from graphmvp.finetune.table import Entry, format_table  # noqa: E402
 from graphmvp.finetune.tasks import TASK_TYPES, get_task  # noqa: E402
-from graphmvp.io import LockedError, write_text_atomic, writer_lock  # noqa: E402
+from graphmvp.io import LockedError, lock_holder, write_text_atomic, writer_lock  # noqa: E402
 
 log = logging.getLogger("moleculenet_table")
 
@@ -125,16 +124,8 @@ class Unit:
         return work / self.task / self.method.slug / f"seed{self.seed}"
 
     def claimed_by(self, work: Path) -> Optional[int]:
-        """The PID its claim names when that process is alive, else None. For ``--list`` only:
-        reading the file takes no lock, so listing never makes a worker skip a unit."""
-        try:
-            pid = int(Path(f"{self.run_folder(work)}.lock").read_text().split()[0])
-            os.kill(pid, 0)
-        except PermissionError:  # alive, another user's
-            return pid
-        except (OSError, ValueError, IndexError):  # no claim, an empty one, or its holder is gone
-            return None
-        return pid
+        """The PID of the live process holding its claim, else None (for ``--list``)."""
+        return lock_holder(self.run_folder(work))
 
 
 # ------------------------------------------------------------------------------------ methods
@@ -691,9 +682,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     todo = [u for u in units if not u.result_path(args.results).is_file()]
     if args.list:
         for u in units:
-            state = "done" if u not in todo else "todo"
             holder = u.claimed_by(args.work) if u in todo else None
-            print(f"{state}  {u.task:<14} {u.method.label:<28} seed {u.seed}"
+            print(f"{'todo' if u in todo else 'done'}  {u.task:<14} {u.method.label:<28} seed {u.seed}"
                   + (f"  (running, PID {holder})" if holder else ""))
         seconds, unmeasured = estimate(todo, load_results(args.results), overrides)
         by_task = ", ".join(f"{t} {s / 3600:.1f}" for t, s in seconds.items())

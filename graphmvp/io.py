@@ -44,6 +44,25 @@ def write_text_atomic(path: str | os.PathLike, text: str, fsync: bool = False) -
         tmp.write_text(text, encoding="utf-8")
 
 
+def _lock_file(target: str | os.PathLike) -> Path:
+    return Path(str(target) + ".lock")
+
+
+def lock_holder(target: str | os.PathLike) -> int | None:
+    """The PID that :func:`writer_lock` of ``target`` names, when that process is alive; None when
+    there is no lock file, it names nobody, or its writer is gone. It reads the file without taking
+    the lock, so asking never makes a writer fail (a dead PID reused by another process reads as
+    alive: good enough to report, not to decide on)."""
+    try:
+        pid = int(_lock_file(target).read_text().split()[0])
+        os.kill(pid, 0)
+    except PermissionError:  # alive, another user's
+        return pid
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid
+
+
 class LockedError(RuntimeError):
     """Another process holds the lock (the message names its PID and the lock file)."""
 
@@ -55,7 +74,7 @@ def writer_lock(target: str | os.PathLike) -> Iterator[Path]:
     its holder exits, even killed; a lock file left behind by a dead writer is simply reused."""
     import fcntl
 
-    lock = Path(str(target) + ".lock")
+    lock = _lock_file(target)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

@@ -168,21 +168,6 @@ def test_a_run_resumes_by_unit_and_writes_the_report(table, shared_data, tmp_pat
     assert json.loads(unit.read_text())["finished"] == first["finished"]
 
 
-def _fake_runs(table, monkeypatch, also=None):
-    """Replace the unit runner by one that records what it ran (and, through ``also``, can act as
-    another process would while a unit runs)."""
-    ran = []
-
-    def fake(unit, args, overrides):
-        ran.append((unit.task, unit.method.label, unit.seed))
-        if also:
-            also(unit, args)
-        return {**_row(unit.task, unit.method.label, unit.seed, 1.0), "seconds": 1.0}
-
-    monkeypatch.setattr(table, "run_unit", fake)
-    return ran
-
-
 def test_processes_share_units_by_claiming_them(table, tmp_path, monkeypatch, capsys):
     from graphmvp.io import writer_lock
 
@@ -192,14 +177,17 @@ def test_processes_share_units_by_claiming_them(table, tmp_path, monkeypatch, ca
     held = table.Unit("esol", table.Method("no pretraining", "gin"), 1)
     # the process that finishes seed 0 also finishes seed 2 meanwhile, as a second process would
     other = table.Unit("esol", held.method, 2)
+    ran = []
 
-    def finish_other(unit, args):
+    def fake_run(unit, args, overrides):
+        ran.append((unit.task, unit.method.label, unit.seed))
         if unit.seed == 0:
             path = other.result_path(results)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({**_row("esol", "no pretraining", 2, 7.0), "seconds": 1.0}))
+        return {**_row(unit.task, unit.method.label, unit.seed, 1.0), "seconds": 1.0}
 
-    ran = _fake_runs(table, monkeypatch, finish_other)
+    monkeypatch.setattr(table, "run_unit", fake_run)
     held.run_folder(work).parent.mkdir(parents=True)
     with writer_lock(held.run_folder(work)):  # another process is running seed 1
         assert table.main([*argv, "--list"]) == 0
