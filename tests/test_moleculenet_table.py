@@ -60,6 +60,16 @@ def test_the_optional_columns_are_marked_not_run_until_they_have_results(table):
     assert "## Not run" not in table.render_report(rows, ["a"], table.REPORT_HEADER)
 
 
+def test_hivs_cost_is_scaled_from_tox21s_finished_gin_units(table):
+    rows = [dict(_row("tox21", m, s, 0.7, metric="roc_auc"), seconds=t)
+            for m, s, t in (("a", 0, 1800.0), ("b", 0, 2400.0), ("chemprop", 0, 60000.0))]
+    text = table.not_run(rows)
+    # mean 35 min (the peer's hours are not a GIN unit); 35 * 41127 / 7831 / 60 = 3.06 h; 2 rows x 3 seeds
+    assert "measured 35 min per GIN unit (mean of 2 units" in text
+    assert "about 3.1 h, and its 6 GIN units about 18 core-hours" in text
+    assert "estimated once tox21 has a finished GIN unit" in table.not_run([_row("esol", "a", 0, 1.0)])
+
+
 def test_the_report_says_which_rows_come_from_a_local_run_rather_than_a_release(table):
     rows = [dict(_row("esol", "graphmvp-c-zinc50k", 0, 1.0), init="graphmvp-c-zinc50k"),
             dict(_row("esol", "mine", 0, 1.0), init="/runs/pretrain/mine"), dict(_row("esol", "mine", 1, 1.0), init="/runs/pretrain/mine"),
