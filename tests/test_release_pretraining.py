@@ -43,6 +43,9 @@ def test_train_skip_and_release(driver, corpus, tmp_path):
         rows = list(csv.DictReader(fh))
     assert len(rows) == 1 and float(rows[0]["loss_attrmask"]) > 0
     status = (figures / "STATUS.md").read_text()
+    assert "| AttrMask | 1 |" in status and "GraphMVP" not in status  # only the methods asked for
+    assert driver.main(["--work", str(work), "--figures", str(figures), "--status"]) == 0  # no --methods: all five
+    status = (figures / "STATUS.md").read_text()
     assert "| AttrMask | 1 |" in status and "| GraphMVP | 0 |" in status
     log = (work / "attrmask.stdout.log").read_text()
     assert driver.main(base) == 0  # finished: not trained again
