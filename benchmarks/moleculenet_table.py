@@ -490,13 +490,14 @@ def mean_ranks(rows: list[dict], presets: dict[str, str]) -> str:
 def _hiv_reason(rows: list[dict]) -> str:
     """Why hiv is not run: its size against tox21's, and its cost scaled from tox21's finished GIN
     units (both sets run 100 epochs, so a unit's time grows with the molecule count)."""
-    size = "41,127 molecules, 5.3 times tox21's 7,831"
+    hiv, tox21 = 41127, 7831  # molecules in ../shared/data/moleculenet's hiv and tox21
+    size = f"{hiv:,} molecules, {hiv / tox21:.1f} times tox21's {tox21:,}"
     gin = [r for r in rows if r["task"] == "tox21" and r["method"] not in PEER_METHODS and r.get("seconds")]
     if not gin:
         return size + "; its cost is estimated once tox21 has a finished GIN unit"
     minutes = sum(r["seconds"] for r in gin) / len(gin) / 60
     units = len({r["method"] for r in gin}) * FULL_SEEDS
-    hours = minutes * 41127 / 7831 / 60
+    hours = minutes * hiv / tox21 / 60
     return (f"{size}; at tox21's measured {minutes:.0f} min per GIN unit (mean of {len(gin)} units, 100 epochs, one "
             f"thread, two processes side by side) a unit would take about {hours:.1f} h, and its {units} GIN units "
             f"about {hours * units:.0f} core-hours before the peers")
