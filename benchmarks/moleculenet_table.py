@@ -698,8 +698,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     todo = [u for u in units if not u.result_path(args.results).is_file()]
     if args.list:
         for u in units:
-            holder = u.claimed_by(args.work) if u in todo else None
-            print(f"{'todo' if u in todo else 'done'}  {u.task:<14} {u.method.label:<28} seed {u.seed}"
+            state = "todo" if u in todo else "done"
+            holder = u.claimed_by(args.work) if state == "todo" else None
+            print(f"{state}  {u.task:<14} {u.method.label:<28} seed {u.seed}"
                   + (f"  (running, PID {holder})" if holder else ""))
         seconds, unmeasured = estimate(todo, load_results(args.results), overrides)
         by_task = ", ".join(f"{t} {s / 3600:.1f}" for t, s in seconds.items())
